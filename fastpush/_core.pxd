@@ -1,0 +1,124 @@
+# Declarations of the hot path. How the pieces call each other:
+#
+#   Hub.attach(fd, channels, ...)   takes a socket over from asyncio after the
+#                                   handshake; one Sub struct per connection.
+#   Channel.deliver(render)         renders once per form (render(form) -> bytes)
+#                                   and writes the same bytes to every Sub.
+#   Hub._on_ready()                 the loop's reader callback on the epoll fd:
+#                                   flushes pending output, reads WebSocket
+#                                   frames, notices closed peers.
+#   Hub._reap()                     frees Subs marked dead; only ever runs when
+#                                   no epoll batch is being dispatched, so no
+#                                   event in flight points at freed memory.
+
+from cpython.object cimport PyObject
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+
+from fastpush.includes.system cimport epoll_event
+
+
+cdef struct WBuf:
+    size_t pos            # first unsent byte
+    size_t len            # end of the pending bytes
+    size_t cap            # bytes allocated for data
+    char data[1]          # allocated inline to cap bytes
+
+
+cdef struct RBuf:
+    # WebSocket input that did not make a whole frame yet.
+    char *raw
+    size_t raw_len
+    size_t raw_cap
+    # Payload of a fragmented message being reassembled.
+    char *msg
+    size_t msg_len
+    size_t msg_cap
+    uint8_t msg_opcode    # 0 when no fragmented message is open
+
+
+cdef struct Link:
+    PyObject *channel     # owned reference to the Channel
+    Py_ssize_t index      # position of the Sub in channel.subs
+
+
+cdef struct Sub:
+    int fd
+    uint16_t form         # rendering form: index into the server's form table
+    uint8_t kind          # KIND_STREAM or KIND_WEBSOCKET
+    uint8_t flags         # F_* bits
+    uint32_t nlinks       # channels subscribed
+    uint32_t slot         # position in Hub.subs
+    uint32_t expires      # Hub.clock second after which it is cut; 0: never
+    Link link0            # first channel, inline: most subscribers have one
+    Link *more            # channels 2..nlinks, or NULL
+    WBuf *out             # output the kernel has not taken yet, or NULL
+    RBuf *inp             # partial WebSocket input, or NULL
+
+
+cdef class Channel:
+    cdef:
+        readonly object id
+        Hub hub
+        Sub **subs
+        Py_ssize_t nsubs
+        Py_ssize_t cap
+        # Python-level state kept here so a channel is one object.
+        public object messages          # deque of stored Message, or None
+        public object waiters           # list of long-polling callbacks, or None
+        public long long last_message_id
+        public long long published_messages
+        public double last_message_time
+        public long last_message_tag
+        public double expires           # inactivity deadline (time.time())
+        public double created
+        public bint wildcard
+        public bint for_events
+
+    cdef int _add(self, Sub *sub, Link *link) except -1
+    cdef void _remove(self, Link *link) noexcept
+
+
+cdef class Hub:
+    cdef:
+        int epfd
+        object loop
+        bint started
+        bint dispatching        # inside an epoll batch: reaping must wait
+        # every live Sub, for pings and TTL sweeps
+        Sub **subs
+        Py_ssize_t nsubs
+        Py_ssize_t cap
+        # Subs to free (or unlink) at the next reap
+        Sub **dead
+        Py_ssize_t ndead
+        Py_ssize_t dead_cap
+        epoll_event *events
+        char *rbuf
+        readonly size_t output_limit    # pending bytes that make a slow consumer
+        readonly size_t ws_max_message  # largest WebSocket message accepted
+        public uint32_t clock           # whole seconds, advanced by tick()
+        public Py_ssize_t nforms        # forms registered by the server
+        bint reaping
+        public object on_ws_message     # callable(channels, payload, is_text)
+        public object on_unsubscribe    # callable(channel) or None
+        # counters
+        readonly unsigned long long attached
+        readonly unsigned long long detached
+        readonly unsigned long long deliveries
+        readonly unsigned long long send_calls
+        readonly unsigned long long bytes_sent
+        readonly unsigned long long slow_cut
+        readonly unsigned long long buffered_bytes
+
+    cdef Sub *_new_sub(self, int fd, list channels, int form, int kind,
+                       bint ws_publish, uint32_t expires) except NULL
+    cdef int _write(self, Sub *sub, const char *data, size_t n) except -1
+    cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1
+    cdef int _flush(self, Sub *sub) except -1
+    cdef void _kill(self, Sub *sub) noexcept
+    cdef void _close_after_flush(self, Sub *sub) noexcept
+    cdef int _mark(self, Sub *sub) except -1
+    cdef int _reap(self) except -1
+    cdef void _unlink(self, Sub *sub) noexcept
+    cdef void _free(self, Sub *sub) noexcept
+    cdef int _on_readable(self, Sub *sub) except -1

@@ -1,0 +1,33 @@
+# cython: language_level=3
+"""The hot path of fastpush: subscriber sockets, channels and the fan-out.
+
+After the HTTP handshake (done in Python, see fastpush.http) a subscriber's
+socket leaves asyncio and is owned here: one small C struct per connection,
+one epoll set registered once with the event loop, and non-blocking send()
+straight from C. A message is rendered once per form and the same bytes go
+to every subscriber of that form; only what the kernel refuses is buffered.
+"""
+
+cimport cython
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_Check,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
+from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memmove
+
+from fastpush.includes cimport system
+from fastpush.includes.debug cimport FASTPUSH_DEBUG
+
+include "includes/consts.pxi"
+include "core/buffers.pyx"
+include "core/channel.pyx"
+include "core/websocket.pyx"
+include "core/hub.pyx"

@@ -1,0 +1,137 @@
+@cython.final
+cdef class Channel:
+    """A channel: its subscribers (C structs) and its Python-level state.
+
+    The registry (fastpush.registry) owns the dict of channels and the
+    store; this class only holds the subscriber array and the fan-out.
+    """
+
+    def __cinit__(self, object id, Hub hub not None):
+        self.id = id
+        self.hub = hub
+        self.subs = NULL
+        self.nsubs = 0
+        self.cap = 0
+        self.messages = None
+        self.waiters = None
+        self.last_message_id = 0
+        self.published_messages = 0
+        self.last_message_time = 0.0
+        self.last_message_tag = 0
+        self.expires = 0.0
+        self.created = 0.0
+        self.wildcard = False
+        self.for_events = False
+
+    def __dealloc__(self):
+        # Every Sub holds a reference to its channels, so none is left here.
+        free(self.subs)
+
+    def __repr__(self):
+        return f"<Channel {self.id!r} subscribers={self.nsubs}>"
+
+    @property
+    def subscribers(self):
+        """Subscribers owned by the core (streaming, eventsource, websocket)."""
+        return self.nsubs
+
+    cdef int _add(self, Sub *sub, Link *link) except -1:
+        cdef Sub **grown
+        cdef Py_ssize_t cap
+        if self.nsubs == self.cap:
+            cap = self.cap * 2 if self.cap else 4
+            grown = <Sub **>realloc(self.subs, cap * sizeof(Sub *))
+            if grown == NULL:
+                raise MemoryError()
+            self.subs = grown
+            self.cap = cap
+        self.subs[self.nsubs] = sub
+        link.channel = <PyObject *>self
+        link.index = self.nsubs
+        Py_INCREF(self)
+        self.nsubs += 1
+        return 0
+
+    cdef void _remove(self, Link *link) noexcept:
+        # Swap the last subscriber into the hole; fix the index its link
+        # keeps for this channel. The caller drops the link's reference.
+        cdef Py_ssize_t i = link.index
+        cdef Py_ssize_t last = self.nsubs - 1
+        cdef Sub *moved
+        cdef uint32_t k
+        if i != last:
+            moved = self.subs[last]
+            self.subs[i] = moved
+            if moved.link0.channel == <PyObject *>self:
+                moved.link0.index = i
+            else:
+                for k in range(moved.nlinks - 1):
+                    if moved.more[k].channel == <PyObject *>self:
+                        moved.more[k].index = i
+                        break
+        self.nsubs = last
+        if self.nsubs == 0 and self.cap > 64:
+            # A channel that had a crowd gives its array back when empty.
+            free(self.subs)
+            self.subs = NULL
+            self.cap = 0
+
+    def deliver(self, object render):
+        """Write render(form) to every subscriber; returns subscribers reached.
+
+        render is called at most once per form present on the channel, so
+        a message is formatted once per form however many subscribers
+        there are. Each subscriber gets exactly one write.
+        """
+        cdef Hub hub = self.hub
+        cdef Py_ssize_t i, n = self.nsubs
+        cdef Py_ssize_t reached = 0
+        cdef Sub *sub
+        cdef PyObject *p
+        cdef object data
+        cdef list cache
+        if n == 0:
+            return 0
+        cache = [None] * hub.nforms
+        # self.subs does not change under this loop: a subscriber that
+        # fails is only marked, and removed at the reap below.
+        for i in range(n):
+            sub = self.subs[i]
+            if sub.flags & (F_DEAD | F_CLOSING):
+                continue
+            p = PyList_GET_ITEM(cache, sub.form)
+            if p == <PyObject *>None:
+                data = render(sub.form)
+                if not PyBytes_Check(data):
+                    raise TypeError("render() must return bytes")
+                cache[sub.form] = data
+                p = <PyObject *>data
+            hub._write(sub, PyBytes_AS_STRING(<object>p),
+                       <size_t>PyBytes_GET_SIZE(<object>p))
+            reached += 1
+        hub.deliveries += reached
+        if not hub.dispatching:
+            hub._reap()
+        return reached
+
+    def close_subscribers(self, object render):
+        """Send render(form) (the footer) to each subscriber and close it."""
+        cdef Hub hub = self.hub
+        cdef Py_ssize_t i, n = self.nsubs
+        cdef Sub *sub
+        cdef object data
+        cdef dict cache = {}
+        for i in range(n):
+            sub = self.subs[i]
+            if sub.flags & (F_DEAD | F_CLOSING):
+                continue
+            data = cache.get(sub.form)
+            if data is None:
+                data = cache[sub.form] = render(sub.form)
+            if PyBytes_GET_SIZE(data):
+                hub._write(sub, PyBytes_AS_STRING(data),
+                           <size_t>PyBytes_GET_SIZE(data))
+            hub._close_after_flush(sub)
+        if not hub.dispatching:
+            hub._reap()
+        return n
