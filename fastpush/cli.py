@@ -1,0 +1,86 @@
+"""`fastpush serve` and `fastpush glue`: thin mappings onto Config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from fastpush import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastpush", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastpush {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the push server")
+    serve.add_argument("--config", "-c", help="TOML configuration file")
+    serve.add_argument(
+        "--listen",
+        "-l",
+        action="append",
+        metavar="HOST:PORT",
+        help="address to listen on (repeatable; replaces the file's listen)",
+    )
+    serve.add_argument("--workers", "-w", type=int, help="worker processes")
+    serve.add_argument("--check", action="store_true", help="validate the config and exit")
+
+    glue = sub.add_parser("glue", help="run the Thoonk job consumer and pipeline")
+    try:
+        from fastpush import glue as glue_mod
+
+        glue_mod.add_arguments(glue)
+    except ImportError:  # pragma: no cover - glue is part of the package
+        glue_mod = None
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if glue_mod is None:
+        print("fastpush: glue is not available", file=sys.stderr)
+        return 2
+    return glue_mod.run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fastpush.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, listen=args.listen, workers=args.workers)
+    except ConfigError as err:
+        print(f"fastpush: config error: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        print("fastpush: configuration ok")
+        return 0
+    logging.basicConfig(
+        level=config.settings.log_level.upper()
+        if config.settings.log_level != "trace"
+        else 5,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    if config.workers > 1:
+        print(
+            "fastpush: --workers > 1 is not available in this build yet",
+            file=sys.stderr,
+        )
+        return 2
+    import uvloop
+
+    from fastpush.server import make_sockets, serve
+
+    try:
+        sockets = make_sockets(config)
+    except OSError as err:
+        print(f"fastpush: cannot listen: {err}", file=sys.stderr)
+        return 1
+    try:
+        return uvloop.run(serve(config, sockets))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Publisher and channels-statistics locations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastpush.http import info, response
+from fastpush.http.channels import (
+    ALL_CHANNELS,
+    CHANNELS_EXCEEDED,
+    EMPTY_POST,
+    EVENTS_CHANNEL_INTERNAL,
+    NO_CHANNEL_ID,
+    ChannelError,
+    check_id,
+    split_ids,
+)
+from fastpush.registry import ChannelLimitError
+
+if TYPE_CHECKING:
+    from fastpush.config import Location
+    from fastpush.http.protocol import HttpProtocol, Request
+    from fastpush.server import App
+
+JSON = b"application/json"
+ALLOWED_HEADERS = b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id"
+
+
+def cors_headers(loc: Location, methods: bytes) -> list[tuple[bytes, bytes]]:
+    if not loc.allowed_origins:
+        return []
+    return [
+        (b"Access-Control-Allow-Origin", loc.allowed_origins.encode()),
+        (b"Access-Control-Allow-Methods", methods),
+        (b"Access-Control-Allow-Headers", ALLOWED_HEADERS),
+    ]
+
+
+def handle_publisher(
+    app: App, conn: HttpProtocol, req: Request, loc: Location, channels_path: str
+) -> None:
+    admin = loc.mode == "admin"
+    methods = b"GET, POST, PUT, DELETE" if admin else b"GET, POST, PUT"
+    cors = cors_headers(loc, methods)
+    keep = req.keep_alive
+    if req.method == "OPTIONS":
+        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
+        return
+    if req.method not in ("GET", "POST", "PUT") and not (
+        admin and req.method == "DELETE"
+    ):
+        conn.send(
+            response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", methods)])
+        )
+        return
+    ids = split_ids(channels_path)
+    if not ids:
+        conn.send(response.error(400, NO_CHANNEL_ID, keep_alive=keep, extra=cors))
+        return
+    s = app.config.settings
+    try:
+        for cid in ids:
+            check_id(cid, s.max_channel_id_length)
+            if req.method != "GET" and cid == app.registry.events_channel_id:
+                raise ChannelError(403, EVENTS_CHANNEL_INTERNAL)
+    except ChannelError as err:
+        conn.send(response.error(err.status, err.explain, keep_alive=keep, extra=cors))
+        return
+
+    reg = app.registry
+    if req.method == "GET":
+        found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
+        if not found:
+            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+            return
+        body = info.single(app, found[0]) if len(found) == 1 else info.group(app, found)
+        conn.send(_json(body, keep, cors))
+        return
+
+    if req.method == "DELETE":
+        found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
+        if not found:
+            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+            return
+        text = bytes(req.body) or s.channel_deleted_message_text.encode()
+        for ch in found:
+            app.delete_channel(ch, text)
+        conn.send(
+            response.head(
+                200, length=0, keep_alive=keep, extra=cors, content_type=None
+            )
+        )
+        return
+
+    # POST / PUT
+    if not req.body:
+        conn.send(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
+        return
+    try:
+        channels = [reg.get_or_create(cid) for cid in ids]
+    except ChannelLimitError:
+        conn.send(response.error(403, CHANNELS_EXCEEDED, keep_alive=keep, extra=cors))
+        return
+    text = bytes(req.body)
+    event_id = (req.headers.get("event-id") or "").encode()
+    event_type = (req.headers.get("event-type") or "").encode()
+    for ch in channels:
+        app.publish(ch, text, event_id, event_type, loc.store_messages)
+    if not loc.channel_info_on_publish:
+        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
+        return
+    body = info.single(app, channels[0]) if len(channels) == 1 else info.group(app, channels)
+    conn.send(_json(body, keep, cors))
+
+
+def handle_statistics(
+    app: App, conn: HttpProtocol, req: Request, loc: Location, channels_path: str
+) -> None:
+    keep = req.keep_alive
+    cors = cors_headers(loc, b"GET")
+    if req.method != "GET":
+        conn.send(response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]))
+        return
+    reg = app.registry
+    ids = split_ids(channels_path)
+    if not ids:
+        conn.send(_json(info.summary(app), keep, cors))
+        return
+    if ids == [ALL_CHANNELS]:
+        conn.send(_json(info.group(app, reg.iter_all()), keep, cors))
+        return
+    if len(ids) == 1 and ids[0].endswith("*"):
+        conn.send(_json(info.group(app, reg.iter_prefix(ids[0][:-1])), keep, cors))
+        return
+    found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
+    if not found:
+        conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+        return
+    body = info.single(app, found[0]) if len(found) == 1 else info.group(app, found)
+    conn.send(_json(body, keep, cors))
+
+
+def _json(body: bytes, keep: bool, cors: list[tuple[bytes, bytes]]) -> bytes:
+    return response.head(
+        200, content_type=JSON, length=len(body), keep_alive=keep, extra=cors
+    ) + body

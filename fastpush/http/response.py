@@ -1,0 +1,94 @@
+"""Response heads in the order nginx push-stream writes them."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+from fastpush import __version__
+
+SERVER = b"Server: fastpush/" + __version__.encode() + b"\r\n"
+# push-stream marks every response as not cacheable with these two.
+NO_CACHE = (
+    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
+    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+)
+
+REASONS = {
+    101: b"Switching Protocols",
+    200: b"OK",
+    204: b"No Content",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Not Allowed",
+    408: b"Request Time-out",
+    411: b"Length Required",
+    413: b"Request Entity Too Large",
+    414: b"Request-URI Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    503: b"Service Temporarily Unavailable",
+    505: b"HTTP Version Not Supported",
+}
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def date_header() -> bytes:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n")
+    return _date_cache[1]
+
+
+def head(
+    status: int,
+    *,
+    content_type: bytes | None = None,
+    length: int | None = None,
+    chunked: bool = False,
+    keep_alive: bool = True,
+    last_modified: bytes | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    no_cache: bool = True,
+) -> bytes:
+    """Status line and headers, ending with the blank line."""
+    out = [
+        b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown")),
+        SERVER,
+        date_header(),
+    ]
+    if content_type is not None:
+        out.append(b"Content-Type: " + content_type + b"\r\n")
+    if last_modified is not None:
+        out.append(b"Last-Modified: " + last_modified + b"\r\n")
+    if length is not None:
+        out.append(b"Content-Length: %d\r\n" % length)
+    elif chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    out.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+    if no_cache:
+        out.append(NO_CACHE)
+    if extra:
+        for name, value in extra:
+            out.append(name + b": " + value + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def error(
+    status: int,
+    explain: str | None = None,
+    *,
+    keep_alive: bool = True,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """A header-only answer, with push-stream's explanation header."""
+    headers = list(extra or ())
+    if explain:
+        headers.append((b"X-Nginx-PushStream-Explain", explain.encode()))
+    return head(status, length=0, keep_alive=keep_alive, extra=headers)

@@ -1,0 +1,395 @@
+"""Subscriber locations: the handshake in Python, the stream in the core."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from fastpush._core import Channel
+from fastpush.http import response
+from fastpush.http.channels import (
+    CANNOT_CREATE,
+    CHANNELS_EXCEEDED,
+    EVENTS_CHANNEL_FORBIDDEN,
+    NO_CHANNEL_ID,
+    TOO_MANY_SUBSCRIBERS,
+    TOO_MANY_WILDCARDS,
+    ChannelError,
+    check_id,
+    parse_subscribed,
+)
+from fastpush.http.publisher import cors_headers
+from fastpush.http.router import expand
+from fastpush.registry import ChannelLimitError, Message
+from fastpush.render import EVENTSOURCE, STREAM, WEBSOCKET, Form, Padding, http_date
+
+if TYPE_CHECKING:
+    from fastpush.config import Location
+    from fastpush.http.protocol import HttpProtocol, Request
+    from fastpush.server import App
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_MISSING_HEADERS = (
+    "Don't have at least one of the mandatory headers: Connection, Upgrade, "
+    "Sec-WebSocket-Key and Sec-WebSocket-Version"
+)
+WS_BAD_VERSION = "Version not supported. Supported versions: 8, 13"
+MODES = ("streaming", "polling", "long-polling", "eventsource", "websocket")
+EVENTSOURCE_TYPE = b"text/event-stream; charset=utf-8"
+JSONP_TYPE = b"application/javascript"
+_JSONP_NAME = re.compile(r"^[A-Za-z_$][\w$.]*$")
+
+# Core subscriber kinds (see fastpush/includes/consts.pxi).
+KIND_STREAM, KIND_WEBSOCKET = 0, 1
+
+
+def handle_subscriber(
+    app: App,
+    conn: HttpProtocol,
+    req: Request,
+    loc: Location,
+    channels_path: str,
+    captures: tuple[str, ...],
+) -> None:
+    keep = req.keep_alive
+    cors = cors_headers(loc, b"GET")
+    if req.method == "OPTIONS":
+        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors, no_cache=False))
+        return
+    if req.method != "GET":
+        conn.send(response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]))
+        return
+
+    mode = loc.mode
+    if mode != "websocket":
+        # X-Nginx-PushStream-Mode may turn any location into (long-)polling.
+        wanted = (req.headers.get("x-nginx-pushstream-mode") or "").lower()
+        if wanted in ("polling", "long-polling"):
+            mode = wanted
+
+    def fail(status: int, explain: str | None) -> None:
+        conn.send(response.error(status, explain, keep_alive=keep, extra=cors))
+
+    accept = None
+    if mode == "websocket":
+        h = req.headers
+        key = h.get("sec-websocket-key")
+        version = h.get("sec-websocket-version")
+        if not (
+            key and version and "upgrade" in h.get("connection", "").lower()
+            and h.get("upgrade", "").lower() == "websocket"
+        ):
+            fail(400, WS_MISSING_HEADERS)
+            return
+        if version.strip() not in ("8", "13"):
+            conn.send(
+                response.error(
+                    400,
+                    WS_BAD_VERSION,
+                    keep_alive=keep,
+                    extra=[(b"Sec-WebSocket-Version", b"8, 13")],
+                )
+            )
+            return
+        accept = base64.b64encode(hashlib.sha1(key.strip().encode() + WS_GUID).digest())
+
+    requested = parse_subscribed(channels_path)
+    if not requested:
+        fail(400, NO_CHANNEL_ID)
+        return
+    reg = app.registry
+    s = app.config.settings
+    try:
+        wildcards = 0
+        normal = 0
+        for r in requested:
+            check_id(r.id, s.max_channel_id_length)
+            if reg.events_channel_id and r.id == reg.events_channel_id:
+                if not loc.allow_connections_to_events_channel:
+                    raise ChannelError(403, EVENTS_CHANNEL_FORBIDDEN)
+            if reg.is_wildcard(r.id):
+                wildcards += 1
+            else:
+                normal += 1
+        if loc.wildcard_channel_max_qtd is not None and wildcards > loc.wildcard_channel_max_qtd:
+            raise ChannelError(403, TOO_MANY_WILDCARDS)
+        if loc.authorized_channels_only:
+            if normal == 0:
+                raise ChannelError(403, CANNOT_CREATE)
+            for r in requested:
+                if reg.is_wildcard(r.id):
+                    continue
+                ch = reg.get(r.id)
+                if ch is None or not reg.stored(ch):
+                    raise ChannelError(403, CANNOT_CREATE)
+        limit = s.max_subscribers_per_channel
+        if limit is not None:
+            for r in requested:
+                ch = reg.get(r.id)
+                if ch is not None and reg.subscribers(ch) >= limit:
+                    raise ChannelError(403, TOO_MANY_SUBSCRIBERS)
+        try:
+            channels = [reg.get_or_create(r.id) for r in requested]
+        except ChannelLimitError:
+            raise ChannelError(403, CHANNELS_EXCEEDED) from None
+    except ChannelError as err:
+        fail(err.status, err.explain)
+        return
+
+    old = _old_messages(app, req, loc, channels, [r.backtrack for r in requested], captures)
+    for ch in channels:
+        reg.touch(ch)
+
+    if mode in ("polling", "long-polling"):
+        _poll(app, conn, req, loc, channels, old, mode == "long-polling", cors, captures)
+        return
+
+    kind = {"eventsource": EVENTSOURCE, "websocket": WEBSOCKET}.get(mode, STREAM)
+    chunked = req.http_minor == 1 and kind != WEBSOCKET
+    form = app.forms.get(loc, kind, chunked, _padding(loc, req, captures, app))
+    if kind == WEBSOCKET:
+        assert accept is not None
+        head = response.head(
+            101,
+            keep_alive=True,
+            extra=[
+                (b"Upgrade", b"WebSocket"),
+                (b"Sec-WebSocket-Accept", accept),
+            ],
+            no_cache=False,
+        ).replace(b"Connection: keep-alive", b"Connection: Upgrade")
+    else:
+        content_type = EVENTSOURCE_TYPE if kind == EVENTSOURCE else _content_type(loc)
+        head = response.head(
+            200,
+            content_type=content_type,
+            chunked=chunked,
+            keep_alive=chunked and keep,
+            extra=cors,
+        )
+    initial = head + form.header() + b"".join(form.message(m) for m in old)
+    if conn.pending_write():
+        # The socket still has answers queued in asyncio; handing it over
+        # now would lose them.
+        fail(503, "Connection busy, retry.")
+        return
+    fd = conn.detach()
+    app.attach(fd, channels, form, kind == WEBSOCKET, loc, initial)
+
+
+def _content_type(loc: Location) -> bytes:
+    return (loc.content_type or "text/plain").encode()
+
+
+def _padding(loc: Location, req: Request, captures: tuple[str, ...], app: App) -> Padding | None:
+    if not loc.padding_by_user_agent:
+        return None
+    if loc.user_agent:
+        agent = expand(
+            loc.user_agent,
+            captures=captures,
+            args=req.args,
+            headers=req.headers,
+            path=req.path,
+            remote_addr=req.remote,
+        )
+    else:
+        agent = req.headers.get("user-agent", "")
+    for pattern, header_min, message_min in loc.padding_by_user_agent:
+        if pattern.search(agent):
+            return Padding(header_min, message_min)
+    return None
+
+
+def _resume_values(
+    req: Request, loc: Location, captures: tuple[str, ...]
+) -> tuple[int, int, bytes | None]:
+    """(if_modified_since, tag, last_event_id) from headers or the
+    configured variables; -1 / None where absent."""
+
+    def var(template: str) -> str:
+        return expand(
+            template,
+            captures=captures,
+            args=req.args,
+            headers=req.headers,
+            path=req.path,
+            remote_addr=req.remote,
+        )
+
+    t_raw = var(loc.last_received_message_time) if loc.last_received_message_time else (
+        req.headers.get("if-modified-since", "")
+    )
+    tag_raw = var(loc.last_received_message_tag) if loc.last_received_message_tag else (
+        req.headers.get("if-none-match", "")
+    )
+    if loc.last_event_id:
+        ev = var(loc.last_event_id)
+        event_id = ev.encode() if ev else None
+    else:
+        ev_h = req.headers.get("last-event-id")
+        event_id = ev_h.encode() if ev_h is not None else None
+    since = -1
+    if t_raw:
+        try:
+            since = int(parsedate_to_datetime(t_raw).timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            since = -1
+    tag = -1
+    if tag_raw:
+        if len(tag_raw) > 2 and tag_raw.startswith("W/"):
+            tag_raw = tag_raw[2:]
+        try:
+            tag = abs(int(tag_raw))
+        except ValueError:
+            tag = -1
+    return since, tag, event_id
+
+
+def _old_messages(
+    app: App,
+    req: Request,
+    loc: Location,
+    channels: list[Channel],
+    backtracks: list[int],
+    captures: tuple[str, ...],
+) -> list[Message]:
+    """Stored messages the subscriber gets before new ones.
+
+    Backtrack wins over resume values; a Last-Event-ID is looked for in
+    each channel; If-Modified-Since/If-None-Match select what is newer.
+    """
+    reg = app.registry
+    since, tag, event_id = _resume_values(req, loc, captures)
+    out: list[Message] = []
+    for ch, n in zip(channels, backtracks):
+        if n:
+            out.extend(reg.backtrack(ch, n))
+        elif event_id is not None:
+            out.extend(reg.after_event_id(ch, event_id) or ())
+        elif since >= 0:
+            out.extend(reg.since(ch, since, tag))
+    return out
+
+
+def _poll(
+    app: App,
+    conn: HttpProtocol,
+    req: Request,
+    loc: Location,
+    channels: list[Channel],
+    old: list[Message],
+    long: bool,
+    cors: list[tuple[bytes, bytes]],
+    captures: tuple[str, ...],
+) -> None:
+    callback = req.args.get("callback")
+    if callback is not None and not _JSONP_NAME.match(callback):
+        callback = None
+    form = app.forms.get(loc, STREAM, req.http_minor == 1, None)
+    keep = req.keep_alive
+    if old:
+        conn.send(_poll_answer(app, form, loc, old, keep, cors, callback))
+        return
+    if not long:
+        conn.send(_not_modified(loc, keep, cors))
+        return
+    # Long-polling: wait for the next message on any of the channels.
+    ttl = loc.longpolling_connection_ttl or loc.subscriber_connection_ttl
+    conn.defer()
+    timer = None
+
+    def done() -> None:
+        for ch in channels:
+            if ch.waiters is not None:
+                try:
+                    ch.waiters.remove(on_message)
+                except ValueError:
+                    pass
+                if not ch.waiters:
+                    ch.waiters = None
+        if timer is not None:
+            timer.cancel()
+
+    def on_message(ch: Channel, msg: Message) -> None:
+        done()
+        conn.resume(_poll_answer(app, form, loc, [msg], keep, cors, callback), not keep)
+
+    def on_timeout() -> None:
+        nonlocal timer
+        timer = None
+        done()
+        if loc.timeout_with_body:
+            # push-stream answers 200 with an empty message list.
+            body = form.frame(form.header_text) + form.frame(form.footer_text)
+            if form.chunked:
+                body += b"0\r\n\r\n"
+            conn.resume(
+                response.head(
+                    200,
+                    content_type=JSONP_TYPE if callback else _content_type(loc),
+                    chunked=form.chunked,
+                    keep_alive=keep and form.chunked,
+                    extra=cors,
+                )
+                + body,
+                not (keep and form.chunked),
+            )
+        else:
+            conn.resume(_not_modified(loc, keep, cors), not keep)
+
+    for ch in channels:
+        if ch.waiters is None:
+            ch.waiters = []
+        ch.waiters.append(on_message)
+    conn.on_lost = done
+    if ttl:
+        timer = app.loop.call_later(ttl, on_timeout)
+
+
+def _not_modified(loc: Location, keep: bool, cors: list[tuple[bytes, bytes]]) -> bytes:
+    return response.head(
+        304, content_type=_content_type(loc), length=0, keep_alive=keep, extra=cors
+    )
+
+
+def _poll_answer(
+    app: App,
+    form: Form,
+    loc: Location,
+    msgs: list[Message],
+    keep: bool,
+    cors: list[tuple[bytes, bytes]],
+    callback: str | None,
+) -> bytes:
+    last = msgs[-1]
+    parts = []
+    if callback:
+        # JSONP: callback([msg, msg, ...]); each message as formatted.
+        body = (
+            callback.encode()
+            + b"(["
+            + b",".join(form.format(m) for m in msgs)
+            + b"]);"
+        )
+        parts.append(form.frame(body))
+    else:
+        if form.header_text:
+            parts.append(form.frame(form.header_text))
+        parts.extend(form.frame(form.format(m)) for m in msgs)
+        if form.footer_text:
+            parts.append(form.frame(form.footer_text))
+    if form.chunked:
+        parts.append(b"0\r\n\r\n")
+    head = response.head(
+        200,
+        content_type=JSONP_TYPE if callback else _content_type(loc),
+        last_modified=http_date(last.time),
+        chunked=form.chunked,
+        keep_alive=keep and form.chunked,
+        extra=cors + [(b"Etag", b"W/%d" % last.tag)],
+    )
+    return head + b"".join(parts)

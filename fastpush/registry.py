@@ -1,0 +1,290 @@
+"""Channels, stored messages and the publish path of one worker.
+
+The subscriber sockets and the fan-out live in the Cython core
+(fastpush._core); this module keeps what is per channel or per message:
+ids, times, tags, the bounded store, inactivity, limits and the events
+channel. Stamping (id/time/tag) is separate from delivery so a sequencer
+in another process can stamp and every worker deliver the same message.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from fastpush._core import Channel, Hub
+
+if TYPE_CHECKING:
+    from fastpush.config import Settings
+
+__all__ = ["Message", "Registry", "ChannelLimitError"]
+
+# Ids of the messages push-stream makes up itself: a ping, and the text
+# sent when a channel is deleted. They go through the message template.
+PING_MESSAGE_ID = -1
+CHANNEL_DELETED_MESSAGE_ID = -2
+
+
+class ChannelLimitError(Exception):
+    """max_number_of_channels or max_number_of_wildcard_channels reached."""
+
+
+class Message:
+    """One published message, stamped once and shared by every form."""
+
+    __slots__ = (
+        "id",
+        "time",
+        "tag",
+        "text",
+        "channel",
+        "event_id",
+        "event_type",
+        "expires",
+        "rendered",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        time: int,
+        tag: int,
+        text: bytes,
+        channel: str,
+        event_id: bytes = b"",
+        event_type: bytes = b"",
+        expires: float = 0.0,
+    ) -> None:
+        self.id = id
+        self.time = time
+        self.tag = tag
+        self.text = text
+        self.channel = channel
+        self.event_id = event_id
+        self.event_type = event_type
+        self.expires = expires
+        # form id -> rendered bytes; filled on first use, so a stored
+        # message sent as backlog is not formatted twice.
+        self.rendered: dict[object, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"<Message {self.channel}#{self.id} t={self.time}/{self.tag}>"
+
+
+class Registry:
+    """Every channel of this worker, by id."""
+
+    def __init__(self, hub: Hub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.channels: dict[str, Channel] = {}
+        self.wildcard_channels = 0
+        self.published_messages = 0
+        self.stored_messages = 0
+        self.started = time.time()
+        # push-stream's tag: 1 for the first message in a second, then +1
+        # for each further message in the same second, across all channels.
+        self._last_time = 0
+        self._last_tag = 0
+        # Called with each message after it was delivered; the long-polling
+        # waiters and the multi-worker bus hook in here.
+        self.events_channel_id = settings.events_channel_id
+        hub.on_unsubscribe = self._on_unsubscribe if self.events_channel_id else None
+
+    # -- channels ------------------------------------------------------------
+
+    def get(self, channel_id: str) -> Channel | None:
+        return self.channels.get(channel_id)
+
+    def is_wildcard(self, channel_id: str) -> bool:
+        prefix = self.settings.wildcard_channel_prefix
+        return bool(prefix) and channel_id.startswith(prefix)
+
+    def get_or_create(self, channel_id: str) -> Channel:
+        ch = self.channels.get(channel_id)
+        if ch is not None:
+            return ch
+        s = self.settings
+        wildcard = self.is_wildcard(channel_id)
+        for_events = bool(self.events_channel_id) and channel_id == self.events_channel_id
+        if wildcard:
+            limit = s.max_number_of_wildcard_channels
+            if limit is not None and self.wildcard_channels >= limit:
+                raise ChannelLimitError(channel_id)
+        elif not for_events:
+            limit = s.max_number_of_channels
+            if limit is not None and self.channel_count() >= limit:
+                raise ChannelLimitError(channel_id)
+        ch = Channel(channel_id, self.hub)
+        now = time.time()
+        ch.created = now
+        ch.expires = now + s.channel_inactivity_time
+        ch.wildcard = wildcard
+        ch.for_events = for_events
+        self.channels[channel_id] = ch
+        if wildcard:
+            self.wildcard_channels += 1
+        if not for_events:
+            self.send_event("channel_created", channel_id)
+        return ch
+
+    def channel_count(self) -> int:
+        """Channels as push-stream counts them: not wildcard, not events."""
+        n = len(self.channels) - self.wildcard_channels
+        if self.events_channel_id and self.events_channel_id in self.channels:
+            n -= 1
+        return n
+
+    def subscribers(self, ch: Channel) -> int:
+        return ch.subscribers + (len(ch.waiters) if ch.waiters else 0)
+
+    def total_subscribers(self) -> int:
+        return sum(self.subscribers(ch) for ch in self.channels.values())
+
+    def touch(self, ch: Channel) -> None:
+        ch.expires = time.time() + self.settings.channel_inactivity_time
+
+    # -- messages ------------------------------------------------------------
+
+    def stamp(self, ch: Channel, now: int | None = None) -> tuple[int, int, int]:
+        """The next (id, time, tag) for a message on ch."""
+        t = int(time.time()) if now is None else now
+        if t == self._last_time:
+            self._last_tag += 1
+        else:
+            self._last_time = t
+            self._last_tag = 1
+        ch.last_message_id += 1
+        return ch.last_message_id, t, self._last_tag
+
+    def publish(
+        self,
+        ch: Channel,
+        text: bytes,
+        event_id: bytes = b"",
+        event_type: bytes = b"",
+        store: bool = True,
+        deliver: Callable[[Channel, Message], None] | None = None,
+    ) -> Message:
+        """Stamp, store and hand a message to deliver (default: the fan-out)."""
+        mid, t, tag = self.stamp(ch)
+        msg = Message(
+            mid,
+            t,
+            tag,
+            text,
+            ch.id,
+            event_id,
+            event_type,
+            t + self.settings.message_ttl,
+        )
+        self.record(ch, msg, store)
+        (deliver or self.deliver)(ch, msg)
+        return msg
+
+    def record(self, ch: Channel, msg: Message, store: bool) -> None:
+        """Account for msg on ch: counters, store, inactivity clock."""
+        ch.last_message_time = msg.time
+        ch.last_message_tag = msg.tag
+        ch.published_messages += 1
+        self.touch(ch)
+        if not ch.for_events:
+            self.published_messages += 1
+        if store:
+            if ch.messages is None:
+                ch.messages = collections.deque()
+            ch.messages.append(msg)
+            if not ch.for_events:
+                self.stored_messages += 1
+            limit = self.settings.max_messages_stored_per_channel
+            if limit is not None:
+                while len(ch.messages) > limit:
+                    ch.messages.popleft()
+                    if not ch.for_events:
+                        self.stored_messages -= 1
+
+    # Set by the server: renders msg for a subscriber form, and wakes the
+    # long-polling waiters.
+    deliver: Callable[[Channel, Message], None]
+
+    def stored(self, ch: Channel) -> int:
+        return len(ch.messages) if ch.messages else 0
+
+    def backtrack(self, ch: Channel, n: int) -> list[Message]:
+        if not ch.messages or n <= 0:
+            return []
+        msgs = list(ch.messages)
+        return msgs[-n:]
+
+    def since(self, ch: Channel, t: int, tag: int) -> list[Message]:
+        """Stored messages strictly after (t, tag); tag -1 means any tag."""
+        if not ch.messages:
+            return []
+        out = []
+        for m in ch.messages:
+            if m.time > t or (m.time == t and tag >= 0 and m.tag > tag):
+                out.append(m)
+        return out
+
+    def after_event_id(self, ch: Channel, event_id: bytes) -> list[Message] | None:
+        """Stored messages after the one with event_id; None if not found."""
+        if not ch.messages:
+            return None
+        msgs = list(ch.messages)
+        for i, m in enumerate(msgs):
+            if m.event_id == event_id:
+                return msgs[i + 1 :]
+        return None
+
+    def delete(self, ch: Channel) -> None:
+        """Drop ch from the registry (subscribers are closed by the caller)."""
+        if self.channels.get(ch.id) is not ch:
+            return
+        del self.channels[ch.id]
+        if ch.wildcard:
+            self.wildcard_channels -= 1
+        if ch.messages and not ch.for_events:
+            self.stored_messages -= len(ch.messages)
+        ch.messages = None
+        if not ch.for_events:
+            self.send_event("channel_destroyed", ch.id)
+
+    def collect(self, now: float | None = None) -> None:
+        """Expire old messages and drop inactive, empty channels."""
+        t = time.time() if now is None else now
+        for ch in list(self.channels.values()):
+            msgs = ch.messages
+            while msgs and msgs[0].expires <= t:
+                msgs.popleft()
+                if not ch.for_events:
+                    self.stored_messages -= 1
+            if (
+                not msgs
+                and ch.expires <= t
+                and self.subscribers(ch) == 0
+                and not ch.for_events
+            ):
+                self.delete(ch)
+
+    def iter_prefix(self, prefix: str) -> Iterator[Channel]:
+        for cid, ch in self.channels.items():
+            if cid.startswith(prefix) and not ch.for_events:
+                yield ch
+
+    def iter_all(self) -> Iterable[Channel]:
+        return (ch for ch in self.channels.values() if not ch.for_events)
+
+    # -- events channel ------------------------------------------------------
+
+    def send_event(self, kind: str, channel_id: str) -> None:
+        if not self.events_channel_id or channel_id == self.events_channel_id:
+            return
+        ev = self.get_or_create(self.events_channel_id)
+        text = ('{"type": "%s", "channel": "%s"}' % (kind, channel_id)).encode()
+        self.publish(ev, text, event_type=kind.encode(), store=True)
+
+    def _on_unsubscribe(self, ch: Channel) -> None:
+        if not ch.for_events:
+            self.send_event("client_unsubscribed", ch.id)

@@ -1,0 +1,260 @@
+"""One worker: listening sockets, the HTTP protocol, the core and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+from fastpush._core import Channel, Hub
+from fastpush.config import Config, Location
+from fastpush.http import response
+from fastpush.http.protocol import HttpProtocol, Request
+from fastpush.http.publisher import handle_publisher, handle_statistics
+from fastpush.http.router import Router, expand
+from fastpush.http.subscriber import handle_subscriber
+from fastpush.registry import CHANNEL_DELETED_MESSAGE_ID, Message, Registry
+from fastpush.render import Form, FormTable
+
+log = logging.getLogger("fastpush")
+
+KIND_STREAM, KIND_WEBSOCKET = 0, 1
+
+
+class App:
+    """State of one worker and the entry point of every request."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        s = config.settings
+        self.config = config
+        self.loop = loop
+        ws_max = max([loc.client_max_body_size for loc in config.locations] + [1 << 20])
+        self.hub = Hub(loop, s.subscriber_output_buffer_limit, ws_max)
+        self.hub.on_ws_message = self._on_ws_message
+        self.registry = Registry(self.hub, s)
+        self.registry.deliver = self.deliver
+        padding_max = max(
+            [max(h, m) for loc in config.locations for _, h, m in loc.padding_by_user_agent]
+            + [0]
+        )
+        self.forms = FormTable(s.ping_message_text, padding_max)
+        self.router = Router(config.locations)
+        self.connections: set[HttpProtocol] = set()
+        self.header_limit = s.client_header_buffer_size
+        self.keepalive_requests = s.keepalive_requests
+        self.hostname = socket.gethostname()
+        self.started = time.time()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._ws_location: dict[int, Location] = {}
+
+    # -- requests ------------------------------------------------------------
+
+    def body_limit_for(self, req: Request) -> int:
+        m = self.router.match(req.path)
+        return m[0].client_max_body_size if m else 1 << 20
+
+    def handle(self, conn: HttpProtocol, req: Request) -> None:
+        m = self.router.match(req.path)
+        if m is None:
+            conn.send(response.error(404, None, keep_alive=req.keep_alive))
+            return
+        loc, captures = m
+        if loc.allow and not _allowed(req.remote, loc.allow):
+            conn.send(response.error(403, None, keep_alive=req.keep_alive))
+            return
+        channels_path = expand(
+            loc.channels_path,
+            captures=captures,
+            args=req.args,
+            headers=req.headers,
+            path=req.path,
+            remote_addr=req.remote,
+        )
+        if loc.role == "publisher":
+            handle_publisher(self, conn, req, loc, channels_path)
+        elif loc.role == "subscriber":
+            handle_subscriber(self, conn, req, loc, channels_path, captures)
+        else:
+            handle_statistics(self, conn, req, loc, channels_path)
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(
+        self,
+        ch: Channel,
+        text: bytes,
+        event_id: bytes = b"",
+        event_type: bytes = b"",
+        store: bool = True,
+    ) -> Message:
+        return self.registry.publish(ch, text, event_id, event_type, store)
+
+    def deliver(self, ch: Channel, msg: Message) -> None:
+        """Fan msg out: every form rendered once, then the long-pollers."""
+        forms = self.forms.forms
+        ch.deliver(lambda f: forms[f].message(msg))
+        waiters = ch.waiters
+        if waiters:
+            for w in list(waiters):
+                w(ch, msg)
+
+    def delete_channel(self, ch: Channel, text: bytes) -> None:
+        msg = Message(CHANNEL_DELETED_MESSAGE_ID, 0, 0, text, ch.id)
+        forms = self.forms.forms
+
+        def goodbye(f: int) -> bytes:
+            form = forms[f]
+            return form.message(msg) + form.footer()
+
+        self.registry.delete(ch)
+        ch.close_subscribers(goodbye)
+        waiters = ch.waiters
+        if waiters:
+            for w in list(waiters):
+                w(ch, msg)
+
+    def attach(
+        self,
+        fd: int,
+        channels: list[Channel],
+        form: Form,
+        websocket: bool,
+        loc: Location,
+        initial: bytes,
+    ) -> None:
+        self.hub.nforms = len(self.forms)
+        ttl = loc.subscriber_connection_ttl or 0.0
+        self.hub.attach(
+            fd,
+            channels,
+            form.index,
+            KIND_WEBSOCKET if websocket else KIND_STREAM,
+            websocket and loc.websocket_allow_publish,
+            ttl,
+            initial,
+        )
+        for ch in channels:
+            self.registry.send_event("client_subscribed", ch.id)
+
+    def _on_ws_message(self, channels: list[Channel], text: bytes, is_text: bool) -> None:
+        for ch in channels:
+            if ch.for_events:
+                continue
+            self.publish(ch, text, store=True)
+
+    # -- timers --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.hub.clock = int(time.monotonic())
+        self.hub.start()
+        self._every(1.0, self._tick)
+        intervals = {
+            loc.ping_message_interval
+            for loc in self.config.locations
+            if loc.role == "subscriber" and loc.ping_message_interval
+        }
+        for interval in intervals:
+            self._every(interval, lambda i=interval: self._ping(i))
+
+    def _every(self, interval: float, fn: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                self._timers.append(self.loop.call_later(interval, run))
+
+        self._timers.append(self.loop.call_later(interval, run))
+
+    def _tick(self) -> None:
+        self._timers = [t for t in self._timers if not t.cancelled()]
+        forms = self.forms.forms
+        self.hub.expire(int(time.monotonic()), lambda f: forms[f].footer())
+        self.registry.collect()
+
+    def _ping(self, interval: float) -> None:
+        payloads = [
+            f.ping() if f.location.ping_message_interval == interval else None
+            for f in self.forms.forms
+        ]
+        if any(p is not None for p in payloads):
+            self.hub.ping(payloads)
+
+    def worker_infos(self) -> list[tuple[int, int, int]]:
+        return [
+            (
+                os.getpid(),
+                self.registry.total_subscribers(),
+                int(time.time() - self.started),
+            )
+        ]
+
+    def drain(self) -> None:
+        """Send every subscriber its footer and close."""
+        forms = self.forms.forms
+        self.hub.close_all(lambda f: forms[f].footer())
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+
+    def close(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self.hub.close()
+
+
+def _allowed(remote: str, networks: tuple) -> bool:  # type: ignore[type-arg]
+    try:
+        addr = ipaddress.ip_address(remote.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+def make_sockets(config: Config, reuse_port: bool = True) -> list[socket.socket]:
+    socks = []
+    for host, port in config.listen:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(config.settings.backlog)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+async def serve(config: Config, sockets: list[socket.socket] | None = None) -> int:
+    """Run one worker until SIGTERM (drain) or SIGINT."""
+    loop = asyncio.get_running_loop()
+    app = App(config, loop)
+    app.start()
+    socks = sockets if sockets is not None else make_sockets(config)
+    servers = [
+        await loop.create_server(
+            lambda: HttpProtocol(app), sock=sock, backlog=config.settings.backlog
+        )
+        for sock in socks
+    ]
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for host, port in config.listen:
+        log.info("fastpush %d listening on %s:%d", os.getpid(), host, port)
+    print(f"fastpush: listening on {', '.join(f'{h}:{p}' for h, p in config.listen)}", flush=True)
+    await stop.wait()
+    for srv in servers:
+        srv.close()
+    app.drain()
+    # Give footers a moment to leave; the core closes what is left.
+    await asyncio.sleep(0.05)
+    app.close()
+    return 0
