@@ -1050,7 +1050,7 @@ def _build_location(
     modes = ROLES[role]
     mode = own.get("mode")
     if role == "channels_statistics":
-        if mode is not None:
+        if mode:  # "" is the empty mode push-stream accepts
             raise ConfigError(
                 f"{prefix}.mode", "is not allowed for channels_statistics"
             )

@@ -725,6 +725,7 @@ def test_cli_workers_override_is_validated() -> None:
         ("subscriber", '"eventsource"', "eventsource"),
         ("subscriber", '"websocket"', "websocket"),
         ("channels_statistics", None, ""),
+        ("channels_statistics", '""', ""),
     ],
 )
 def test_modes(tmp_path: Path, role: str, mode: str | None, expected: str) -> None:
