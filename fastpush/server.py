@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -64,7 +63,7 @@ class App:
             conn.send(response.error(404, None, keep_alive=req.keep_alive))
             return
         loc, captures = m
-        if loc.allow and not _allowed(req.remote, loc.allow):
+        if loc.allow and not loc.is_allowed(req.remote):
             conn.send(response.error(403, None, keep_alive=req.keep_alive))
             return
         channels_path = expand(
@@ -205,16 +204,6 @@ class App:
         for t in self._timers:
             t.cancel()
         self.hub.close()
-
-
-def _allowed(remote: str, networks: tuple) -> bool:  # type: ignore[type-arg]
-    try:
-        addr = ipaddress.ip_address(remote.split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
 
 
 def make_sockets(config: Config, reuse_port: bool = True) -> list[socket.socket]:
