@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from fastpush.http.protocol import HttpProtocol, Request
     from fastpush.server import App
 
-JSON = b"application/json"
 ALLOWED_HEADERS = b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id"
 
 
@@ -73,8 +72,9 @@ def handle_publisher(
         if not found:
             conn.send(response.error(404, None, keep_alive=keep, extra=cors))
             return
-        body = info.single(app, found[0]) if len(found) == 1 else info.group(app, found)
-        conn.send(_json(body, keep, cors))
+        fmt = info.negotiate(req.headers.get("accept"))
+        body = info.single(app, found[0], fmt) if len(found) == 1 else info.group(app, found, fmt)
+        conn.send(_doc(body, fmt, keep, cors))
         return
 
     if req.method == "DELETE":
@@ -109,8 +109,13 @@ def handle_publisher(
     if not loc.channel_info_on_publish:
         conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
         return
-    body = info.single(app, channels[0]) if len(channels) == 1 else info.group(app, channels)
-    conn.send(_json(body, keep, cors))
+    fmt = info.negotiate(req.headers.get("accept"))
+    body = (
+        info.single(app, channels[0], fmt)
+        if len(channels) == 1
+        else info.group(app, channels, fmt)
+    )
+    conn.send(_doc(body, fmt, keep, cors))
 
 
 def handle_statistics(
@@ -122,25 +127,29 @@ def handle_statistics(
         conn.send(response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]))
         return
     reg = app.registry
+    fmt = info.negotiate(req.headers.get("accept"))
     ids = split_ids(channels_path)
     if not ids:
-        conn.send(_json(info.summary(app), keep, cors))
-        return
-    if ids == [ALL_CHANNELS]:
-        conn.send(_json(info.group(app, reg.iter_all()), keep, cors))
-        return
-    if len(ids) == 1 and ids[0].endswith("*"):
-        conn.send(_json(info.group(app, reg.iter_prefix(ids[0][:-1])), keep, cors))
-        return
-    found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
-    if not found:
-        conn.send(response.error(404, None, keep_alive=keep, extra=cors))
-        return
-    body = info.single(app, found[0]) if len(found) == 1 else info.group(app, found)
-    conn.send(_json(body, keep, cors))
+        body = info.summary(app, fmt)
+    elif ids == [ALL_CHANNELS]:
+        body = info.group(app, reg.iter_all(), fmt)
+    elif len(ids) == 1 and ids[0].endswith("*"):
+        body = info.group(app, reg.iter_prefix(ids[0][:-1]), fmt)
+    else:
+        found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
+        if not found:
+            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+            return
+        body = info.single(app, found[0], fmt) if len(found) == 1 else info.group(app, found, fmt)
+    conn.send(_doc(body, fmt, keep, cors))
 
 
-def _json(body: bytes, keep: bool, cors: list[tuple[bytes, bytes]]) -> bytes:
-    return response.head(
-        200, content_type=JSON, length=len(body), keep_alive=keep, extra=cors
-    ) + body
+def _doc(
+    body: bytes, fmt: info.Format, keep: bool, cors: list[tuple[bytes, bytes]]
+) -> bytes:
+    return (
+        response.head(
+            200, content_type=fmt.content_type, length=len(body), keep_alive=keep, extra=cors
+        )
+        + body
+    )
