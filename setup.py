@@ -3,6 +3,7 @@
 FASTPUSH_DEBUG=1 builds with -O0 -g, C asserts, the FASTPUSH_DEBUG invariant
 checks and Cython line tracing (for coverage); the default is a release build.
 """
+
 from __future__ import annotations
 
 import os

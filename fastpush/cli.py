@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -12,7 +11,9 @@ from fastpush import __version__
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastpush", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"fastpush {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"fastpush {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the push server")
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         help="address to listen on (repeatable; replaces the file's listen)",
     )
     serve.add_argument("--workers", "-w", type=int, help="worker processes")
-    serve.add_argument("--check", action="store_true", help="validate the config and exit")
+    serve.add_argument(
+        "--check", action="store_true", help="validate the config and exit"
+    )
 
     glue = sub.add_parser("glue", help="run the Thoonk job consumer and pipeline")
     try:

@@ -25,6 +25,7 @@ __all__ = ["Message", "Registry", "ChannelLimitError"]
 # sent when a channel is deleted. They go through the message template.
 PING_MESSAGE_ID = -1
 CHANNEL_DELETED_MESSAGE_ID = -2
+TIMED_OUT_MESSAGE_ID = -3
 
 
 class ChannelLimitError(Exception):
@@ -108,7 +109,9 @@ class Registry:
             return ch
         s = self.settings
         wildcard = self.is_wildcard(channel_id)
-        for_events = bool(self.events_channel_id) and channel_id == self.events_channel_id
+        for_events = (
+            bool(self.events_channel_id) and channel_id == self.events_channel_id
+        )
         if wildcard:
             limit = s.max_number_of_wildcard_channels
             if limit is not None and self.wildcard_channels >= limit:

@@ -68,7 +68,9 @@ def split_lines(text: bytes) -> list[bytes]:
 
 def eventsource_lines(text: bytes, line_template: bytes) -> bytes:
     """Apply line_template (e.g. b": ~text~\\n") to each line."""
-    return b"".join(line_template.replace(b"~text~", line) for line in split_lines(text))
+    return b"".join(
+        line_template.replace(b"~text~", line) for line in split_lines(text)
+    )
 
 
 class Template:
@@ -209,8 +211,10 @@ class Form:
             # A WebSocket ping is a control frame, not a message.
             return b"\x89\x00"
         if self.kind == EVENTSOURCE:
-            return self.frame(b": -1\n") if not self.ping_text else self.frame(
-                eventsource_lines(self.ping_text, b": ~text~\n")
+            return (
+                self.frame(b": -1\n")
+                if not self.ping_text
+                else self.frame(eventsource_lines(self.ping_text, b": ~text~\n"))
             )
         from fastpush.registry import PING_MESSAGE_ID, Message
 

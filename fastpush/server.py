@@ -38,7 +38,11 @@ class App:
         self.registry = Registry(self.hub, s)
         self.registry.deliver = self.deliver
         padding_max = max(
-            [max(h, m) for loc in config.locations for _, h, m in loc.padding_by_user_agent]
+            [
+                max(h, m)
+                for loc in config.locations
+                for _, h, m in loc.padding_by_user_agent
+            ]
             + [0]
         )
         self.forms = FormTable(s.ping_message_text, padding_max)
@@ -125,9 +129,11 @@ class App:
         for ch, msgs in batch.items():
             if len(msgs) == 1:
                 msg = msgs[0]
-                ch.deliver(lambda f: forms[f].message(msg))
+                ch.deliver(lambda f, msg=msg: forms[f].message(msg))
             else:
-                ch.deliver(lambda f: b"".join([forms[f].message(m) for m in msgs]))
+                ch.deliver(
+                    lambda f, msgs=msgs: b"".join([forms[f].message(m) for m in msgs])
+                )
             waiters = ch.waiters
             if waiters:
                 for w in list(waiters):
@@ -172,7 +178,9 @@ class App:
         for ch in channels:
             self.registry.send_event("client_subscribed", ch.id)
 
-    def _on_ws_message(self, channels: list[Channel], text: bytes, is_text: bool) -> None:
+    def _on_ws_message(
+        self, channels: list[Channel], text: bytes, is_text: bool
+    ) -> None:
         for ch in channels:
             if ch.for_events:
                 continue
@@ -271,7 +279,10 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> i
         loop.add_signal_handler(sig, stop.set)
     for host, port in config.listen:
         log.info("fastpush %d listening on %s:%d", os.getpid(), host, port)
-    print(f"fastpush: listening on {', '.join(f'{h}:{p}' for h, p in config.listen)}", flush=True)
+    print(
+        f"fastpush: listening on {', '.join(f'{h}:{p}' for h, p in config.listen)}",
+        flush=True,
+    )
     await stop.wait()
     for srv in servers:
         srv.close()

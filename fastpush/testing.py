@@ -50,7 +50,14 @@ class ServerProcess:
         self.log_path = os.path.join(self.tmp.name, "server.log")
 
     def start(self, timeout: float = 15.0) -> ServerProcess:
-        args = [sys.executable, "-m", "fastpush", "serve", "--listen", f"{self.host}:{self.port}"]
+        args = [
+            sys.executable,
+            "-m",
+            "fastpush",
+            "serve",
+            "--listen",
+            f"{self.host}:{self.port}",
+        ]
         if self.config is not None:
             path = os.path.join(self.tmp.name, "fastpush.toml")
             with open(path, "w") as f:
@@ -70,7 +77,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"fastpush exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(
+                    f"fastpush exited with {self.proc.returncode}:\n{self.log()}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return self
@@ -114,7 +123,13 @@ class ServerProcess:
     def client(self, timeout: float = 5.0) -> RawClient:
         return RawClient(self.host, self.port, timeout)
 
-    def request(self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         """One request on a fresh connection; returns (status, headers, body)."""
         with self.client() as c:
             return c.request(method, target, body, headers)
@@ -222,7 +237,13 @@ class RawClient:
         data = self.read_exactly(n + 2)[:-2]
         return data
 
-    def request(self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         self.send(build_request(method, target, body, headers))
         status, hdrs, _ = self.read_head()
         if "content-length" in hdrs:
@@ -238,7 +259,9 @@ class RawClient:
 
     # -- WebSocket -----------------------------------------------------------
 
-    def websocket(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    def websocket(
+        self, target: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str]]:
         key = base64.b64encode(os.urandom(16)).decode()
         h = {
             "Upgrade": "websocket",
@@ -251,7 +274,9 @@ class RawClient:
         status, hdrs, _ = self.read_head()
         return status, hdrs
 
-    def ws_send(self, payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True) -> None:
+    def ws_send(
+        self, payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True
+    ) -> None:
         self.send(ws_frame(payload, opcode, fin, mask))
 
     def ws_recv(self) -> tuple[int, bytes]:
@@ -265,16 +290,22 @@ class RawClient:
         return b0 & 0x0F, self.read_exactly(n)
 
 
-def build_request(method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def build_request(
+    method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
     h = {"Host": "localhost"}
     h.update(headers or {})
     if body or method in ("POST", "PUT"):
         h.setdefault("Content-Length", str(len(body)))
-    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in h.items()
+    )
     return head.encode("latin-1") + b"\r\n" + body
 
 
-def ws_frame(payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True) -> bytes:
+def ws_frame(
+    payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True
+) -> bytes:
     b0 = (0x80 if fin else 0) | opcode
     n = len(payload)
     if n < 126:

@@ -79,10 +79,25 @@ _JSON = dict(
     worker_last_sep="",
 )
 _YAML = dict(
-    item="  channel: %s" + CRLF + "  published_messages: %d" + CRLF
-    + "  stored_messages: %d" + CRLF + "  subscribers: %d",
-    head="hostname: %s" + CRLF + "time: %s" + CRLF + "channels: %d" + CRLF
-    + "wildcard_channels: %d" + CRLF + "uptime: %d" + CRLF + "infos: " + CRLF,
+    item="  channel: %s"
+    + CRLF
+    + "  published_messages: %d"
+    + CRLF
+    + "  stored_messages: %d"
+    + CRLF
+    + "  subscribers: %d",
+    head="hostname: %s"
+    + CRLF
+    + "time: %s"
+    + CRLF
+    + "channels: %d"
+    + CRLF
+    + "wildcard_channels: %d"
+    + CRLF
+    + "uptime: %d"
+    + CRLF
+    + "infos: "
+    + CRLF,
     item_sep=CRLF,
     last_sep="",
     tail=CRLF,
@@ -102,7 +117,10 @@ _YAML = dict(
             ("uptime", "%d"),
         )
     )
-    + "  by_worker:" + CRLF + "%s" + CRLF,
+    + "  by_worker:"
+    + CRLF
+    + "%s"
+    + CRLF,
     worker="    pid: %d" + CRLF + "    subscribers: %d" + CRLF + "    uptime: %d",
     worker_sep=CRLF,
     worker_last_sep="",
@@ -110,22 +128,43 @@ _YAML = dict(
     worker_prefix="   -" + CRLF,
 )
 _XML_ITEM = (
-    "<channel>" + CRLF + "  <name>%s</name>" + CRLF
-    + "  <published_messages>%d</published_messages>" + CRLF
-    + "  <stored_messages>%d</stored_messages>" + CRLF
-    + "  <subscribers>%d</subscribers>" + CRLF + "</channel>" + CRLF
+    "<channel>"
+    + CRLF
+    + "  <name>%s</name>"
+    + CRLF
+    + "  <published_messages>%d</published_messages>"
+    + CRLF
+    + "  <stored_messages>%d</stored_messages>"
+    + CRLF
+    + "  <subscribers>%d</subscribers>"
+    + CRLF
+    + "</channel>"
+    + CRLF
 )
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8" ?>' + CRLF
 _XML = dict(
     item=_XML_ITEM,
-    head=_XML_DECL + "<root>" + CRLF + "  <hostname>%s</hostname>" + CRLF
-    + "  <time>%s</time>" + CRLF + "  <channels>%d</channels>" + CRLF
-    + "  <wildcard_channels>%d</wildcard_channels>" + CRLF
-    + "  <uptime>%d</uptime>" + CRLF + "  <infos>" + CRLF,
+    head=_XML_DECL
+    + "<root>"
+    + CRLF
+    + "  <hostname>%s</hostname>"
+    + CRLF
+    + "  <time>%s</time>"
+    + CRLF
+    + "  <channels>%d</channels>"
+    + CRLF
+    + "  <wildcard_channels>%d</wildcard_channels>"
+    + CRLF
+    + "  <uptime>%d</uptime>"
+    + CRLF
+    + "  <infos>"
+    + CRLF,
     item_sep="",
     last_sep="",
     tail="  </infos>" + CRLF + "</root>" + CRLF,
-    summary=_XML_DECL + "<infos>" + CRLF
+    summary=_XML_DECL
+    + "<infos>"
+    + CRLF
     + "".join(
         "  <%s>%s</%s>%s" % (k, v, k, CRLF)
         for k, v in (
@@ -143,17 +182,30 @@ _XML = dict(
             ("by_worker", "%s"),
         )
     )
-    + "</infos>" + CRLF,
-    worker="<worker>" + CRLF + "  <pid>%d</pid>" + CRLF
-    + "  <subscribers>%d</subscribers>" + CRLF + "  <uptime>%d</uptime>" + CRLF
-    + "</worker>" + CRLF,
+    + "</infos>"
+    + CRLF,
+    worker="<worker>"
+    + CRLF
+    + "  <pid>%d</pid>"
+    + CRLF
+    + "  <subscribers>%d</subscribers>"
+    + CRLF
+    + "  <uptime>%d</uptime>"
+    + CRLF
+    + "</worker>"
+    + CRLF,
     worker_sep="",
     worker_last_sep="",
     single_prefix=_XML_DECL,
 )
 _PLAIN = dict(
-    item="channel: %s" + CRLF + "published_messages: %d" + CRLF
-    + "stored_messages: %d" + CRLF + "active_subscribers: %d",
+    item="channel: %s"
+    + CRLF
+    + "published_messages: %d"
+    + CRLF
+    + "stored_messages: %d"
+    + CRLF
+    + "active_subscribers: %d",
     head="hostname: %s, time: %s, channels: %d, wildcard_channels: %d, uptime: %d, "
     "infos: " + CRLF,
     item_sep="," + CRLF,
@@ -175,7 +227,10 @@ _PLAIN = dict(
             ("uptime", "%d"),
         )
     )
-    + "by_worker:" + CRLF + "%s" + CRLF,
+    + "by_worker:"
+    + CRLF
+    + "%s"
+    + CRLF,
     worker="  pid: %d" + CRLF + "  subscribers: %d" + CRLF + "  uptime: %d",
     worker_sep="," + CRLF,
     worker_last_sep="",

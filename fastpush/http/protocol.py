@@ -132,7 +132,7 @@ class HttpProtocol(asyncio.Protocol):
             elif cause is not None and not isinstance(cause, Exception):
                 raise
             elif cause is not None:
-                raise cause
+                raise cause from exc
             else:
                 answer = response.error(400, "Bad request.", keep_alive=False)
             self._process()
@@ -154,7 +154,9 @@ class HttpProtocol(asyncio.Protocol):
         req.raw_path += url
         self.header_bytes += len(url)
         if self.header_bytes > self.app.header_limit:
-            raise _Reject(response.error(414, "Request URI too large.", keep_alive=False))
+            raise _Reject(
+                response.error(414, "Request URI too large.", keep_alive=False)
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.request
@@ -162,7 +164,9 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > self.app.header_limit:
             raise _Reject(
-                response.error(431, "Request header fields too large.", keep_alive=False)
+                response.error(
+                    431, "Request header fields too large.", keep_alive=False
+                )
             )
         key = name.decode("latin-1").lower()
         val = value.decode("latin-1")
@@ -197,7 +201,9 @@ class HttpProtocol(asyncio.Protocol):
         assert req is not None
         req.body += body
         if self.body_limit and len(req.body) > self.body_limit:
-            raise _Reject(response.error(413, "Request body too large.", keep_alive=False))
+            raise _Reject(
+                response.error(413, "Request body too large.", keep_alive=False)
+            )
 
     def on_message_complete(self) -> None:
         req = self.request

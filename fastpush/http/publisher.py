@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from fastpush.http.protocol import HttpProtocol, Request
     from fastpush.server import App
 
-ALLOWED_HEADERS = b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id"
+ALLOWED_HEADERS = (
+    b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id"
+)
 
 
 def cors_headers(loc: Location, methods: bytes) -> list[tuple[bytes, bytes]]:
@@ -49,7 +51,9 @@ def handle_publisher(
         admin and req.method == "DELETE"
     ):
         conn.send(
-            response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", methods)])
+            response.error(
+                405, None, keep_alive=keep, extra=cors + [(b"Allow", methods)]
+            )
         )
         return
     ids = split_ids(channels_path)
@@ -73,7 +77,11 @@ def handle_publisher(
             conn.send(response.error(404, None, keep_alive=keep, extra=cors))
             return
         fmt = info.negotiate(req.headers.get("accept"))
-        body = info.single(app, found[0], fmt) if len(found) == 1 else info.group(app, found, fmt)
+        body = (
+            info.single(app, found[0], fmt)
+            if len(found) == 1
+            else info.group(app, found, fmt)
+        )
         conn.send(_doc(body, fmt, keep, cors))
         return
 
@@ -86,9 +94,7 @@ def handle_publisher(
         for ch in found:
             app.delete_channel(ch, text)
         conn.send(
-            response.head(
-                200, length=0, keep_alive=keep, extra=cors, content_type=None
-            )
+            response.head(200, length=0, keep_alive=keep, extra=cors, content_type=None)
         )
         return
 
@@ -124,7 +130,11 @@ def handle_statistics(
     keep = req.keep_alive
     cors = cors_headers(loc, b"GET")
     if req.method != "GET":
-        conn.send(response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]))
+        conn.send(
+            response.error(
+                405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]
+            )
+        )
         return
     reg = app.registry
     fmt = info.negotiate(req.headers.get("accept"))
@@ -140,7 +150,11 @@ def handle_statistics(
         if not found:
             conn.send(response.error(404, None, keep_alive=keep, extra=cors))
             return
-        body = info.single(app, found[0], fmt) if len(found) == 1 else info.group(app, found, fmt)
+        body = (
+            info.single(app, found[0], fmt)
+            if len(found) == 1
+            else info.group(app, found, fmt)
+        )
     conn.send(_doc(body, fmt, keep, cors))
 
 
@@ -149,7 +163,11 @@ def _doc(
 ) -> bytes:
     return (
         response.head(
-            200, content_type=fmt.content_type, length=len(body), keep_alive=keep, extra=cors
+            200,
+            content_type=fmt.content_type,
+            length=len(body),
+            keep_alive=keep,
+            extra=cors,
         )
         + body
     )

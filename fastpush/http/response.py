@@ -64,13 +64,16 @@ def head(
     ]
     if content_type is not None:
         out.append(b"Content-Type: " + content_type + b"\r\n")
-    if last_modified is not None:
-        out.append(b"Last-Modified: " + last_modified + b"\r\n")
+    # nginx's header filter order: length, Last-Modified, then chunking.
     if length is not None:
         out.append(b"Content-Length: %d\r\n" % length)
-    elif chunked:
+    if last_modified is not None:
+        out.append(b"Last-Modified: " + last_modified + b"\r\n")
+    if length is None and chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")
-    out.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+    out.append(
+        b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n"
+    )
     if no_cache:
         out.append(NO_CACHE)
     if extra:
@@ -92,3 +95,15 @@ def error(
     if explain:
         headers.append((b"X-Nginx-PushStream-Explain", explain.encode()))
     return head(status, length=0, keep_alive=keep_alive, extra=headers)
+
+
+def switching_protocols(accept: bytes) -> bytes:
+    """push-stream writes the 101 itself: no Server, Date or Content-*."""
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        + NO_CACHE
+        + b"Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        + b"Sec-WebSocket-Accept: "
+        + accept
+        + b"\r\n\r\n"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
+import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from fastpush.http.channels import (
 )
 from fastpush.http.publisher import cors_headers
 from fastpush.http.router import expand
-from fastpush.registry import ChannelLimitError, Message
+from fastpush.registry import TIMED_OUT_MESSAGE_ID, ChannelLimitError, Message
 from fastpush.render import EVENTSOURCE, STREAM, WEBSOCKET, Form, Padding, http_date
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ WS_BAD_VERSION = "Version not supported. Supported versions: 8, 13"
 MODES = ("streaming", "polling", "long-polling", "eventsource", "websocket")
 EVENTSOURCE_TYPE = b"text/event-stream; charset=utf-8"
 JSONP_TYPE = b"application/javascript"
-_JSONP_NAME = re.compile(r"^[A-Za-z_$][\w$.]*$")
 
 # Core subscriber kinds (see fastpush/includes/consts.pxi).
 KIND_STREAM, KIND_WEBSOCKET = 0, 1
@@ -57,10 +56,16 @@ def handle_subscriber(
     keep = req.keep_alive
     cors = cors_headers(loc, b"GET")
     if req.method == "OPTIONS":
-        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors, no_cache=False))
+        conn.send(
+            response.head(200, length=0, keep_alive=keep, extra=cors, no_cache=False)
+        )
         return
     if req.method != "GET":
-        conn.send(response.error(405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]))
+        conn.send(
+            response.error(
+                405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]
+            )
+        )
         return
 
     mode = loc.mode
@@ -79,7 +84,9 @@ def handle_subscriber(
         key = h.get("sec-websocket-key")
         version = h.get("sec-websocket-version")
         if not (
-            key and version and "upgrade" in h.get("connection", "").lower()
+            key
+            and version
+            and "upgrade" in h.get("connection", "").lower()
             and h.get("upgrade", "").lower() == "websocket"
         ):
             fail(400, WS_MISSING_HEADERS)
@@ -114,7 +121,10 @@ def handle_subscriber(
                 wildcards += 1
             else:
                 normal += 1
-        if loc.wildcard_channel_max_qtd is not None and wildcards > loc.wildcard_channel_max_qtd:
+        if (
+            loc.wildcard_channel_max_qtd is not None
+            and wildcards > loc.wildcard_channel_max_qtd
+        ):
             raise ChannelError(403, TOO_MANY_WILDCARDS)
         if loc.authorized_channels_only:
             if normal == 0:
@@ -139,12 +149,16 @@ def handle_subscriber(
         fail(err.status, err.explain)
         return
 
-    old = _old_messages(app, req, loc, channels, [r.backtrack for r in requested], captures)
+    old = _old_messages(
+        app, req, loc, channels, [r.backtrack for r in requested], captures
+    )
     for ch in channels:
         reg.touch(ch)
 
     if mode in ("polling", "long-polling"):
-        _poll(app, conn, req, loc, channels, old, mode == "long-polling", cors, captures)
+        _poll(
+            app, conn, req, loc, channels, old, mode == "long-polling", cors, captures
+        )
         return
 
     kind = {"eventsource": EVENTSOURCE, "websocket": WEBSOCKET}.get(mode, STREAM)
@@ -152,15 +166,7 @@ def handle_subscriber(
     form = app.forms.get(loc, kind, chunked, _padding(loc, req, captures, app))
     if kind == WEBSOCKET:
         assert accept is not None
-        head = response.head(
-            101,
-            keep_alive=True,
-            extra=[
-                (b"Upgrade", b"WebSocket"),
-                (b"Sec-WebSocket-Accept", accept),
-            ],
-            no_cache=False,
-        ).replace(b"Connection: keep-alive", b"Connection: Upgrade")
+        head = response.switching_protocols(accept)
     else:
         content_type = EVENTSOURCE_TYPE if kind == EVENTSOURCE else _content_type(loc)
         head = response.head(
@@ -184,7 +190,9 @@ def _content_type(loc: Location) -> bytes:
     return (loc.content_type or "text/plain").encode()
 
 
-def _padding(loc: Location, req: Request, captures: tuple[str, ...], app: App) -> Padding | None:
+def _padding(
+    loc: Location, req: Request, captures: tuple[str, ...], app: App
+) -> Padding | None:
     if not loc.padding_by_user_agent:
         return None
     if loc.user_agent:
@@ -220,11 +228,15 @@ def _resume_values(
             remote_addr=req.remote,
         )
 
-    t_raw = var(loc.last_received_message_time) if loc.last_received_message_time else (
-        req.headers.get("if-modified-since", "")
+    t_raw = (
+        var(loc.last_received_message_time)
+        if loc.last_received_message_time
+        else (req.headers.get("if-modified-since", ""))
     )
-    tag_raw = var(loc.last_received_message_tag) if loc.last_received_message_tag else (
-        req.headers.get("if-none-match", "")
+    tag_raw = (
+        var(loc.last_received_message_tag)
+        if loc.last_received_message_tag
+        else (req.headers.get("if-none-match", ""))
     )
     if loc.last_event_id:
         ev = var(loc.last_event_id)
@@ -287,18 +299,17 @@ def _poll(
     captures: tuple[str, ...],
 ) -> None:
     callback = req.args.get("callback")
-    if callback is not None and not _JSONP_NAME.match(callback):
-        callback = None
     form = app.forms.get(loc, STREAM, req.http_minor == 1, None)
     keep = req.keep_alive
+    answer = _PollAnswer(form, loc, keep, cors, callback)
     if old:
-        conn.send(_poll_answer(app, form, loc, old, keep, cors, callback))
+        conn.send(answer.messages(old))
         return
     if not long:
-        conn.send(_not_modified(loc, keep, cors))
+        conn.send(answer.not_modified(with_validators=False))
         return
     # Long-polling: wait for the next message on any of the channels.
-    ttl = loc.longpolling_connection_ttl or loc.subscriber_connection_ttl
+    ttl = loc.longpolling_connection_ttl
     conn.defer()
     timer = None
 
@@ -316,30 +327,16 @@ def _poll(
 
     def on_message(ch: Channel, msg: Message) -> None:
         done()
-        conn.resume(_poll_answer(app, form, loc, [msg], keep, cors, callback), not keep)
+        conn.resume(answer.messages([msg]), not answer.reusable)
 
     def on_timeout() -> None:
         nonlocal timer
         timer = None
         done()
         if loc.timeout_with_body:
-            # push-stream answers 200 with an empty message list.
-            body = form.frame(form.header_text) + form.frame(form.footer_text)
-            if form.chunked:
-                body += b"0\r\n\r\n"
-            conn.resume(
-                response.head(
-                    200,
-                    content_type=JSONP_TYPE if callback else _content_type(loc),
-                    chunked=form.chunked,
-                    keep_alive=keep and form.chunked,
-                    extra=cors,
-                )
-                + body,
-                not (keep and form.chunked),
-            )
+            conn.resume(answer.messages([_timed_out()]), not answer.reusable)
         else:
-            conn.resume(_not_modified(loc, keep, cors), not keep)
+            conn.resume(answer.not_modified(with_validators=True), not keep)
 
     for ch in channels:
         if ch.waiters is None:
@@ -350,46 +347,79 @@ def _poll(
         timer = app.loop.call_later(ttl, on_timeout)
 
 
-def _not_modified(loc: Location, keep: bool, cors: list[tuple[bytes, bytes]]) -> bytes:
-    return response.head(
-        304, content_type=_content_type(loc), length=0, keep_alive=keep, extra=cors
-    )
+def _timed_out() -> Message:
+    return Message(TIMED_OUT_MESSAGE_ID, 0, 0, b"Timed out", "")
 
 
-def _poll_answer(
-    app: App,
-    form: Form,
-    loc: Location,
-    msgs: list[Message],
-    keep: bool,
-    cors: list[tuple[bytes, bytes]],
-    callback: str | None,
-) -> bytes:
-    last = msgs[-1]
-    parts = []
-    if callback:
-        # JSONP: callback([msg, msg, ...]); each message as formatted.
-        body = (
-            callback.encode()
-            + b"(["
-            + b",".join(form.format(m) for m in msgs)
-            + b"]);"
-        )
-        parts.append(form.frame(body))
-    else:
+class _PollAnswer:
+    """The whole answer of a polling or long-polling request."""
+
+    def __init__(
+        self,
+        form: Form,
+        loc: Location,
+        keep: bool,
+        cors: list[tuple[bytes, bytes]],
+        callback: str | None,
+    ) -> None:
+        self.form = form
+        self.loc = loc
+        self.keep = keep
+        self.cors = cors
+        self.callback = callback
+        self.content_type = JSONP_TYPE if callback is not None else _content_type(loc)
+        # Without chunking (HTTP/1.0) the end of the body is the close.
+        self.reusable = keep and form.chunked
+
+    def messages(self, msgs: list[Message]) -> bytes:
+        form = self.form
+        last = msgs[-1]
+        if last.id > 0:
+            modified, tag = last.time, last.tag
+        else:
+            # Made-up messages (deleted, timed out) carry now and tag 0.
+            modified, tag = int(time.time()), 0
+        parts = []
         if form.header_text:
             parts.append(form.frame(form.header_text))
-        parts.extend(form.frame(form.format(m)) for m in msgs)
+        if self.callback is not None:
+            # JSONP: callback, "([", messages separated by ",", "]);" —
+            # each its own chunk, as push-stream writes them.
+            parts.append(form.frame(self.callback.encode()))
+            parts.append(form.frame(b"(["))
+            for i, m in enumerate(msgs):
+                if i:
+                    parts.append(form.frame(b","))
+                parts.append(form.frame(form.format(m)))
+            parts.append(form.frame(b"]);"))
+        else:
+            parts.extend(form.frame(form.format(m)) for m in msgs)
         if form.footer_text:
             parts.append(form.frame(form.footer_text))
-    if form.chunked:
-        parts.append(b"0\r\n\r\n")
-    head = response.head(
-        200,
-        content_type=JSONP_TYPE if callback else _content_type(loc),
-        last_modified=http_date(last.time),
-        chunked=form.chunked,
-        keep_alive=keep and form.chunked,
-        extra=cors + [(b"Etag", b"W/%d" % last.tag)],
-    )
-    return head + b"".join(parts)
+        if form.chunked:
+            parts.append(b"0\r\n\r\n")
+        head = response.head(
+            200,
+            content_type=self.content_type,
+            last_modified=http_date(modified),
+            chunked=form.chunked,
+            keep_alive=self.reusable,
+            extra=self.cors + [(b"Etag", b"W/%d" % tag)],
+        )
+        return head + b"".join(parts)
+
+    def not_modified(self, with_validators: bool) -> bytes:
+        extra = list(self.cors)
+        last_modified = None
+        if with_validators:
+            # A long-poll that timed out tells the client "now" and tag 0.
+            last_modified = http_date(int(time.time()))
+            extra.append((b"Etag", b"W/0"))
+        return response.head(
+            304,
+            content_type=self.content_type,
+            length=0,
+            last_modified=last_modified,
+            keep_alive=self.keep,
+            extra=extra,
+        )
