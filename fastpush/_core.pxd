@@ -96,6 +96,10 @@ cdef class Hub:
         char *rbuf
         readonly size_t output_limit    # pending bytes that make a slow consumer
         readonly size_t ws_max_message  # largest WebSocket message accepted
+        # per-form WebSocket message limit (a location's client_max_body_size);
+        # 0 or a form past the array falls back to ws_max_message
+        size_t *form_ws_limit
+        Py_ssize_t form_ws_limit_len
         public uint32_t clock           # whole seconds, advanced by tick()
         public Py_ssize_t nforms        # forms registered by the server
         bint reaping

@@ -165,6 +165,8 @@ class App:
         initial: bytes,
     ) -> None:
         self.hub.nforms = len(self.forms)
+        if websocket and loc.client_max_body_size:
+            self.hub.set_ws_limit(form.index, loc.client_max_body_size)
         ttl = loc.subscriber_connection_ttl or 0.0
         self.hub.attach(
             fd,

@@ -8,6 +8,8 @@ cdef class Hub:
         self.dead = NULL
         self.events = NULL
         self.rbuf = NULL
+        self.form_ws_limit = NULL
+        self.form_ws_limit_len = 0
 
     def __init__(self, object loop, size_t output_limit=262144,
                  size_t ws_max_message=1048576):
@@ -40,6 +42,7 @@ cdef class Hub:
         free(self.dead)
         free(self.events)
         free(self.rbuf)
+        free(self.form_ws_limit)
         if self.epfd >= 0:
             system.close(self.epfd)
 
@@ -60,6 +63,22 @@ cdef class Hub:
         for i in range(self.nsubs):
             self._kill(self.subs[i])
         self._reap()
+
+    def set_ws_limit(self, int form, size_t limit):
+        """Largest WebSocket message subscribers of form may send."""
+        cdef size_t *grown
+        cdef Py_ssize_t i
+        if form < 0:
+            raise ValueError("form must be >= 0")
+        if form >= self.form_ws_limit_len:
+            grown = <size_t *>realloc(self.form_ws_limit, (form + 1) * sizeof(size_t))
+            if grown == NULL:
+                raise MemoryError()
+            for i in range(self.form_ws_limit_len, form + 1):
+                grown[i] = 0
+            self.form_ws_limit = grown
+            self.form_ws_limit_len = form + 1
+        self.form_ws_limit[form] = limit
 
     @property
     def subscribers(self):

@@ -96,9 +96,17 @@ cdef int ws_message(Hub hub, Sub *sub, uint8_t opcode,
     return 0
 
 
+cdef inline size_t ws_limit(Hub hub, Sub *sub) noexcept:
+    cdef size_t limit = 0
+    if sub.form < hub.form_ws_limit_len:
+        limit = hub.form_ws_limit[sub.form]
+    return limit if limit else hub.ws_max_message
+
+
 cdef Py_ssize_t ws_parse(Hub hub, Sub *sub, char *buf, size_t n) except -1:
     """Handle every whole frame in buf; returns the bytes consumed."""
     cdef size_t pos = 0, hlen, plen, i
+    cdef size_t limit = ws_limit(hub, sub)
     cdef uint8_t b0, b1, opcode
     cdef char *payload
     cdef char *mask
@@ -136,7 +144,7 @@ cdef Py_ssize_t ws_parse(Hub hub, Sub *sub, char *buf, size_t n) except -1:
         elif opcode > WS_BINARY:
             ws_fail(hub, sub, WS_PROTOCOL_ERROR)
             return <Py_ssize_t>n
-        if plen > hub.ws_max_message:
+        if plen > limit:
             ws_fail(hub, sub, WS_TOO_BIG)
             return <Py_ssize_t>n
         hlen += 4
@@ -171,7 +179,7 @@ cdef Py_ssize_t ws_parse(Hub hub, Sub *sub, char *buf, size_t n) except -1:
                 if rb == NULL or rb.msg_opcode == 0:
                     ws_fail(hub, sub, WS_PROTOCOL_ERROR)
                     return <Py_ssize_t>n
-                if rb.msg_len + plen > hub.ws_max_message:
+                if rb.msg_len + plen > limit:
                     ws_fail(hub, sub, WS_TOO_BIG)
                     return <Py_ssize_t>n
                 rbuf_grow(&rb.msg, &rb.msg_cap, rb.msg_len + plen)
