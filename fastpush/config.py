@@ -348,6 +348,19 @@ class _Str(_Validator):
         return value
 
 
+class _StrList(_Validator):
+    kind = "list of strings"
+
+    def __call__(self, key: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value
+        ):
+            raise ConfigError(key, f"expected {self.kind}, got {value!r}")
+        return tuple(value)
+
+
 class _Path(_Str):
     def __call__(self, key: str, value: Any) -> str | None:
         path = super().__call__(key, value)
@@ -740,6 +753,13 @@ class Settings(_LocationLevel):
     )
     gzip: bool = _setting(
         False, _Bool(), "Compress responses.", origin="nginx", directive="gzip"
+    )
+    gzip_types: tuple[str, ...] = _setting(
+        ("text/html",),
+        _StrList(),
+        "MIME types compressed when gzip is on (text/html always is, as in nginx).",
+        origin="nginx",
+        directive="gzip_types",
     )
     keepalive_requests: int = _setting(
         1000,

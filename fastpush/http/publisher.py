@@ -82,7 +82,7 @@ def handle_publisher(
             if len(found) == 1
             else info.group(app, found, fmt)
         )
-        conn.send(_doc(body, fmt, keep, cors))
+        conn.send(_doc(app, req, body, fmt, cors))
         return
 
     if req.method == "DELETE":
@@ -121,7 +121,7 @@ def handle_publisher(
         if len(channels) == 1
         else info.group(app, channels, fmt)
     )
-    conn.send(_doc(body, fmt, keep, cors))
+    conn.send(_doc(app, req, body, fmt, cors))
 
 
 def handle_statistics(
@@ -155,18 +155,30 @@ def handle_statistics(
             if len(found) == 1
             else info.group(app, found, fmt)
         )
-    conn.send(_doc(body, fmt, keep, cors))
+    conn.send(_doc(app, req, body, fmt, cors))
 
 
 def _doc(
-    body: bytes, fmt: info.Format, keep: bool, cors: list[tuple[bytes, bytes]]
+    app: App,
+    req: Request,
+    body: bytes,
+    fmt: info.Format,
+    cors: list[tuple[bytes, bytes]],
 ) -> bytes:
+    if response.gzip_wanted(app.config.settings, req, fmt.content_type):
+        return response.head(
+            200,
+            content_type=fmt.content_type,
+            chunked=True,
+            keep_alive=req.keep_alive,
+            extra=cors + [response.GZIP_HEADER],
+        ) + response.gzip_chunked(body)
     return (
         response.head(
             200,
             content_type=fmt.content_type,
             length=len(body),
-            keep_alive=keep,
+            keep_alive=req.keep_alive,
             extra=cors,
         )
         + body

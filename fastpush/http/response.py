@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import time
+import zlib
 from email.utils import formatdate
+from typing import TYPE_CHECKING
 
 from fastpush import __version__
+
+if TYPE_CHECKING:
+    from fastpush.config import Settings
+    from fastpush.http.protocol import Request
 
 SERVER = b"Server: fastpush/" + __version__.encode() + b"\r\n"
 # push-stream marks every response as not cacheable with these two.
@@ -107,3 +113,23 @@ def switching_protocols(accept: bytes) -> bytes:
         + accept
         + b"\r\n\r\n"
     )
+
+
+def gzip_wanted(settings: Settings, req: Request, content_type: bytes) -> bool:
+    """nginx's gzip filter rules: on, HTTP/1.1, accepted, a gzip_types type."""
+    if not settings.gzip or req.http_minor == 0:
+        return False
+    if "gzip" not in req.headers.get("accept-encoding", ""):
+        return False
+    ct = content_type.split(b";")[0].strip().decode("latin-1")
+    return ct == "text/html" or ct in settings.gzip_types or "*" in settings.gzip_types
+
+
+def gzip_chunked(body: bytes) -> bytes:
+    """body gzipped (nginx's default level 1) as one chunk and the last chunk."""
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    data = z.compress(body) + z.flush()
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+
+
+GZIP_HEADER = (b"Content-Encoding", b"gzip")

@@ -302,6 +302,7 @@ def _poll(
     form = app.forms.get(loc, STREAM, req.http_minor == 1, None)
     keep = req.keep_alive
     answer = _PollAnswer(form, loc, keep, cors, callback)
+    answer.gzip = response.gzip_wanted(app.config.settings, req, answer.content_type)
     if old:
         conn.send(answer.messages(old))
         return
@@ -361,7 +362,9 @@ class _PollAnswer:
         keep: bool,
         cors: list[tuple[bytes, bytes]],
         callback: str | None,
+        gzip: bool = False,
     ) -> None:
+        self.gzip = gzip
         self.form = form
         self.loc = loc
         self.keep = keep
@@ -379,34 +382,40 @@ class _PollAnswer:
         else:
             # Made-up messages (deleted, timed out) carry now and tag 0.
             modified, tag = int(time.time()), 0
-        parts = []
+        pieces = []
         if form.header_text:
-            parts.append(form.frame(form.header_text))
+            pieces.append(form.header_text)
         if self.callback is not None:
             # JSONP: callback, "([", messages separated by ",", "]);" —
             # each its own chunk, as push-stream writes them.
-            parts.append(form.frame(self.callback.encode()))
-            parts.append(form.frame(b"(["))
+            pieces.append(self.callback.encode())
+            pieces.append(b"([")
             for i, m in enumerate(msgs):
                 if i:
-                    parts.append(form.frame(b","))
-                parts.append(form.frame(form.format(m)))
-            parts.append(form.frame(b"]);"))
+                    pieces.append(b",")
+                pieces.append(form.format(m))
+            pieces.append(b"]);")
         else:
-            parts.extend(form.frame(form.format(m)) for m in msgs)
+            pieces.extend(form.format(m) for m in msgs)
         if form.footer_text:
-            parts.append(form.frame(form.footer_text))
-        if form.chunked:
-            parts.append(b"0\r\n\r\n")
+            pieces.append(form.footer_text)
+        extra = self.cors + [(b"Etag", b"W/%d" % tag)]
+        if self.gzip and form.chunked:
+            body = response.gzip_chunked(b"".join(pieces))
+            extra.append(response.GZIP_HEADER)
+        else:
+            body = b"".join([form.frame(p) for p in pieces])
+            if form.chunked:
+                body += b"0\r\n\r\n"
         head = response.head(
             200,
             content_type=self.content_type,
             last_modified=http_date(modified),
             chunked=form.chunked,
             keep_alive=self.reusable,
-            extra=self.cors + [(b"Etag", b"W/%d" % tag)],
+            extra=extra,
         )
-        return head + b"".join(parts)
+        return head + body
 
     def not_modified(self, with_validators: bool) -> bytes:
         extra = list(self.cors)
