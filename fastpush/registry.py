@@ -32,6 +32,15 @@ class ChannelLimitError(Exception):
     """max_number_of_channels or max_number_of_wildcard_channels reached."""
 
 
+class StoreFullError(Exception):
+    """Stored messages would pass shared_memory_size (push-stream: 500)."""
+
+
+# Bytes a stored message costs beside its text (Message object, slots,
+# deque slot), counted against shared_memory_size.
+MESSAGE_OVERHEAD = 160
+
+
 class Message:
     """One published message, stamped once and shared by every form."""
 
@@ -84,6 +93,7 @@ class Registry:
         self.wildcard_channels = 0
         self.published_messages = 0
         self.stored_messages = 0
+        self.stored_bytes = 0
         self.started = time.time()
         # push-stream's tag: 1 for the first message in a second, then +1
         # for each further message in the same second, across all channels.
@@ -172,6 +182,11 @@ class Registry:
         deliver: Callable[[Channel, Message], None] | None = None,
     ) -> Message:
         """Stamp, store and hand a message to deliver (default: the fan-out)."""
+        if store and (
+            self.stored_bytes + len(text) + MESSAGE_OVERHEAD
+            > self.settings.shared_memory_size
+        ):
+            raise StoreFullError(ch.id)
         mid, t, tag = self.stamp(ch)
         msg = Message(
             mid,
@@ -199,14 +214,13 @@ class Registry:
             if ch.messages is None:
                 ch.messages = collections.deque()
             ch.messages.append(msg)
+            self.stored_bytes += len(msg.text) + MESSAGE_OVERHEAD
             if not ch.for_events:
                 self.stored_messages += 1
             limit = self.settings.max_messages_stored_per_channel
             if limit is not None:
                 while len(ch.messages) > limit:
-                    ch.messages.popleft()
-                    if not ch.for_events:
-                        self.stored_messages -= 1
+                    self._drop_oldest(ch)
 
     # Set by the server: renders msg for a subscriber form, and wakes the
     # long-polling waiters.
@@ -248,8 +262,8 @@ class Registry:
         del self.channels[ch.id]
         if ch.wildcard:
             self.wildcard_channels -= 1
-        if ch.messages and not ch.for_events:
-            self.stored_messages -= len(ch.messages)
+        while ch.messages:
+            self._drop_oldest(ch)
         ch.messages = None
         if not ch.for_events:
             self.send_event("channel_destroyed", ch.id)
@@ -260,9 +274,7 @@ class Registry:
         for ch in list(self.channels.values()):
             msgs = ch.messages
             while msgs and msgs[0].expires <= t:
-                msgs.popleft()
-                if not ch.for_events:
-                    self.stored_messages -= 1
+                self._drop_oldest(ch)
             if (
                 not msgs
                 and ch.expires <= t
@@ -270,6 +282,12 @@ class Registry:
                 and not ch.for_events
             ):
                 self.delete(ch)
+
+    def _drop_oldest(self, ch: Channel) -> None:
+        msg = ch.messages.popleft()
+        self.stored_bytes -= len(msg.text) + MESSAGE_OVERHEAD
+        if not ch.for_events:
+            self.stored_messages -= 1
 
     def iter_prefix(self, prefix: str) -> Iterator[Channel]:
         for cid, ch in self.channels.items():
@@ -286,7 +304,10 @@ class Registry:
             return
         ev = self.get_or_create(self.events_channel_id)
         text = ('{"type": "%s", "channel": "%s"}' % (kind, channel_id)).encode()
-        self.publish(ev, text, event_type=kind.encode(), store=True)
+        try:
+            self.publish(ev, text, event_type=kind.encode(), store=True)
+        except StoreFullError:
+            pass  # events are best effort; the action itself went through
 
     def _on_unsubscribe(self, ch: Channel) -> None:
         if not ch.for_events:

@@ -17,7 +17,12 @@ from fastpush.http.protocol import HttpProtocol, Request
 from fastpush.http.publisher import handle_publisher, handle_statistics
 from fastpush.http.router import Router, expand
 from fastpush.http.subscriber import handle_subscriber
-from fastpush.registry import CHANNEL_DELETED_MESSAGE_ID, Message, Registry
+from fastpush.registry import (
+    CHANNEL_DELETED_MESSAGE_ID,
+    Message,
+    Registry,
+    StoreFullError,
+)
 from fastpush.render import Form, FormTable
 
 log = logging.getLogger("fastpush")
@@ -186,7 +191,10 @@ class App:
         for ch in channels:
             if ch.for_events:
                 continue
-            self.publish(ch, text, store=True)
+            try:
+                self.publish(ch, text, store=True)
+            except StoreFullError:
+                log.warning("websocket publish to %s refused: store full", ch.id)
 
     # -- timers --------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from fastpush.http.channels import (
     check_id,
     split_ids,
 )
-from fastpush.registry import ChannelLimitError
+from fastpush.registry import ChannelLimitError, StoreFullError
 
 if TYPE_CHECKING:
     from fastpush.config import Location
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 ALLOWED_HEADERS = (
     b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id"
 )
+
+
+STORE_FULL = "Message store is full (shared_memory_size)."
 
 
 def cors_headers(loc: Location, methods: bytes) -> list[tuple[bytes, bytes]]:
@@ -110,8 +113,12 @@ def handle_publisher(
     text = bytes(req.body)
     event_id = (req.headers.get("event-id") or "").encode()
     event_type = (req.headers.get("event-type") or "").encode()
-    for ch in channels:
-        app.publish(ch, text, event_id, event_type, loc.store_messages)
+    try:
+        for ch in channels:
+            app.publish(ch, text, event_id, event_type, loc.store_messages)
+    except StoreFullError:
+        conn.send(response.error(500, STORE_FULL, keep_alive=keep, extra=cors))
+        return
     if not loc.channel_info_on_publish:
         conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
         return
