@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -124,6 +125,12 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request is queued; its handler decides
+        except httptools.HttpParserInvalidMethodError:
+            # llhttp knows only registered methods; nginx routes any token
+            # and the location answers 405. Do the same, then go on with
+            # a fresh parser after that request's head.
+            self._unknown_method(data)
+            return
         except httptools.HttpParserError as exc:
             # Requests completed before the bad one are still answered.
             cause = exc.__context__
@@ -140,6 +147,29 @@ class HttpProtocol(asyncio.Protocol):
                 self.send(answer, close=True)
             return
         self._process()
+
+    def _unknown_method(self, data: bytes) -> None:
+        m = _REQUEST_LINE.search(data)
+        end = data.find(b"\r\n\r\n", m.end() - 2) if m else -1
+        if m is None or end < 0 or b"\ncontent-length:" in data[m.end() : end].lower():
+            self.queue.clear()
+            self.send(response.error(400, "Bad request.", keep_alive=False), close=True)
+            return
+        self._process()
+        req = Request()
+        req.remote = self.remote
+        req.method = m.group(1).decode("latin-1")
+        url = httptools.parse_url(m.group(2))
+        req.path = unquote_to_bytes(url.path or b"/").decode("utf-8", "replace")
+        req.query = url.query or b""
+        req.http_minor = 1 if m.group(3) == b"1" else 0
+        req.keep_alive = req.http_minor == 1
+        self.queue.append(req)
+        self.parser = httptools.HttpRequestParser(self)
+        rest = data[end + 4 :]
+        self._process()
+        if rest and not self.closing:
+            self._feed(rest)
 
     # -- httptools callbacks -------------------------------------------------
 
@@ -299,6 +329,12 @@ class HttpProtocol(asyncio.Protocol):
         if not self.busy and not self.detached and self.transport is not None:
             self.closing = True
             self.transport.close()
+
+
+_REQUEST_LINE = re.compile(
+    rb"(?:^|\r\n)(?!(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) )"
+    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/1\.([01])\r\n"
+)
 
 
 class _Reject(Exception):

@@ -13,6 +13,7 @@ from fastpush.http.channels import (
     NO_CHANNEL_ID,
     ChannelError,
     check_id,
+    parse_subscribed,
     split_ids,
 )
 from fastpush.registry import ChannelLimitError, StoreFullError
@@ -28,6 +29,7 @@ ALLOWED_HEADERS = (
 
 
 STORE_FULL = "Message store is full (shared_memory_size)."
+CHANNEL_DELETED = "Channel deleted."
 
 
 def cors_headers(loc: Location, methods: bytes) -> list[tuple[bytes, bytes]]:
@@ -59,7 +61,9 @@ def handle_publisher(
             )
         )
         return
-    ids = split_ids(channels_path)
+    # push-stream parses a publisher's ids like a subscriber's: a .bN
+    # suffix is dropped.
+    ids = [r.id for r in parse_subscribed(channels_path)]
     if not ids:
         conn.send(response.error(400, NO_CHANNEL_ID, keep_alive=keep, extra=cors))
         return
@@ -96,19 +100,18 @@ def handle_publisher(
         text = bytes(req.body) or s.channel_deleted_message_text.encode()
         for ch in found:
             app.delete_channel(ch, text)
-        conn.send(
-            response.head(200, length=0, keep_alive=keep, extra=cors, content_type=None)
-        )
+        conn.send(response.error(200, CHANNEL_DELETED, keep_alive=keep, extra=cors))
         return
 
-    # POST / PUT
-    if not req.body:
-        conn.send(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
-        return
+    # POST / PUT. push-stream creates the channels before it looks at the
+    # body, so even an empty POST leaves them behind.
     try:
         channels = [reg.get_or_create(cid) for cid in ids]
     except ChannelLimitError:
         conn.send(response.error(403, CHANNELS_EXCEEDED, keep_alive=keep, extra=cors))
+        return
+    if not req.body:
+        conn.send(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
         return
     text = bytes(req.body)
     event_id = (req.headers.get("event-id") or "").encode()
