@@ -49,6 +49,7 @@ cdef struct Sub:
     uint32_t nlinks       # channels subscribed
     uint32_t slot         # position in Hub.subs
     uint32_t expires      # Hub.clock second after which it is cut; 0: never
+    uint32_t last_out     # Hub.clock second of the last write (ping timing)
     Link link0            # first channel, inline: most subscribers have one
     Link *more            # channels 2..nlinks, or NULL
     WBuf *out             # output the kernel has not taken yet, or NULL

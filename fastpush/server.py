@@ -202,13 +202,10 @@ class App:
         self.hub.clock = int(time.monotonic())
         self.hub.start()
         self._every(1.0, self._tick)
-        intervals = {
-            loc.ping_message_interval
+        self._pinging = any(
+            loc.role == "subscriber" and loc.ping_message_interval
             for loc in self.config.locations
-            if loc.role == "subscriber" and loc.ping_message_interval
-        }
-        for interval in intervals:
-            self._every(interval, lambda i=interval: self._ping(i))
+        )
 
     def _every(self, interval: float, fn: Callable[[], None]) -> None:
         def run() -> None:
@@ -223,15 +220,15 @@ class App:
         self._timers = [t for t in self._timers if not t.cancelled()]
         forms = self.forms.forms
         self.hub.expire(int(time.monotonic()), lambda f: forms[f].footer())
+        if self._pinging:
+            self._ping()
         self.registry.collect()
 
-    def _ping(self, interval: float) -> None:
-        payloads = [
-            f.ping() if f.location.ping_message_interval == interval else None
-            for f in self.forms.forms
-        ]
-        if any(p is not None for p in payloads):
-            self.hub.ping(payloads)
+    def _ping(self) -> None:
+        forms = self.forms.forms
+        payloads = [f.ping() if f.location.ping_message_interval else None for f in forms]
+        intervals = [int(f.location.ping_message_interval or 0) for f in forms]
+        self.hub.ping(payloads, intervals)
 
     def worker_infos(self) -> list[tuple[int, int, int]]:
         return [

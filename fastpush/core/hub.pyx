@@ -115,21 +115,36 @@ cdef class Hub:
         if not self.dispatching:
             self._reap()
 
-    def ping(self, list payloads not None):
-        """Write payloads[form] to every subscriber whose form has one."""
-        cdef Py_ssize_t i, n = self.nsubs, sent = 0
+    def ping(self, list payloads not None, list intervals not None):
+        """Write payloads[form] to each subscriber idle for intervals[form] s.
+
+        As in push-stream, a subscriber that got anything within its
+        interval is not pinged: the timer restarts with every write.
+        """
+        cdef Py_ssize_t i, n = self.nsubs, sent = 0, nf = len(payloads)
         cdef Sub *sub
         cdef PyObject *p
-        for i in range(n):
-            sub = self.subs[i]
-            if sub.flags & (F_DEAD | F_CLOSING) or sub.form >= len(payloads):
-                continue
-            p = PyList_GET_ITEM(payloads, sub.form)
-            if p == <PyObject *>None:
-                continue
-            self._write(sub, PyBytes_AS_STRING(<object>p),
-                        <size_t>PyBytes_GET_SIZE(<object>p))
-            sent += 1
+        cdef uint32_t *every
+        if len(intervals) != nf:
+            raise ValueError("payloads and intervals differ in length")
+        every = <uint32_t *>malloc((nf + 1) * sizeof(uint32_t))
+        if every == NULL:
+            raise MemoryError()
+        try:
+            for i in range(nf):
+                every[i] = <uint32_t>intervals[i]
+            for i in range(n):
+                sub = self.subs[i]
+                if sub.flags & (F_DEAD | F_CLOSING) or sub.form >= nf:
+                    continue
+                p = PyList_GET_ITEM(payloads, sub.form)
+                if p == <PyObject *>None or self.clock - sub.last_out < every[sub.form]:
+                    continue
+                self._write(sub, PyBytes_AS_STRING(<object>p),
+                            <size_t>PyBytes_GET_SIZE(<object>p))
+                sent += 1
+        finally:
+            free(every)
         if not self.dispatching:
             self._reap()
         return sent
@@ -230,6 +245,7 @@ cdef class Hub:
         sub.kind = <uint8_t>kind
         sub.flags = F_WS_PUBLISH if ws_publish else 0
         sub.expires = expires
+        sub.last_out = self.clock
         sub.slot = <uint32_t>self.nsubs
         self.subs[self.nsubs] = sub
         self.nsubs += 1
@@ -250,6 +266,7 @@ cdef class Hub:
         cdef ssize_t r
         if sub.flags & F_DEAD:
             return 0
+        sub.last_out = self.clock
         if sub.out != NULL and sub.out.len > sub.out.pos:
             return self._queue(sub, data, n)
         r = system.send(sub.fd, data, n, system.MSG_NOSIGNAL)
