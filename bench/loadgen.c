@@ -99,6 +99,7 @@ struct stats {
     /* read by the parent only after the child exited */
     uint64_t http_errors, bad_status, protocol_errors, requests;
     uint64_t msgs, gaps, ooo, lat_sum, lat_max, t_first, t_last;
+    uint64_t reads, bytes;       /* recv() calls that returned data, and their bytes */
     uint64_t cpu_us, maxrss_kb, exited;
     uint64_t hist[HBUCKETS];
 };
@@ -120,9 +121,10 @@ static struct {
     struct sockaddr_in dst;
     const char *path;            /* "{}" is replaced by the channel number */
     int conns, procs, channels, proto, inflight, per_ip, quiet;
+    int ready_on_send;           /* -e: a subscriber is ready once its request is sent */
     long expect;                 /* messages expected per subscriber / per channel */
     long first_seq;              /* first seq a subscriber must see; 0 = any */
-    double rate, timeout, connect_timeout;
+    double rate, timeout, connect_timeout, linger;
     int window, size;
     const char *ready_file;
     const char *hdrs[MAX_HDRS];
@@ -459,7 +461,7 @@ static int sub_on_head(struct conn *c)
            : c->status == 200 || (o.proto == P_LP && c->status == 304);
     if (!ok) { st->http_errors++; st->bad_status = c->status; return -1; }
     if (o.proto == P_LP) return 0;
-    sub_set_ready(c);
+    if (!c->is_ready) sub_set_ready(c);
     free(c->head);                                   /* a stream has one head */
     c->head = NULL;
     return 0;
@@ -507,7 +509,9 @@ static void sub_connected(struct conn *c)
     c->st = C_HEAD;
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = c - conns};
     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-    if (o.proto == P_LP) sub_set_ready(c);     /* no head comes until a message does */
+    /* long-polling: no head comes until a message does; nginx push-stream
+     * also holds a streaming head back until the first message (-e) */
+    if (o.proto == P_LP || o.ready_on_send) sub_set_ready(c);
 }
 
 static void sub_readable(struct conn *c)
@@ -518,6 +522,8 @@ static void sub_readable(struct conn *c)
         if (n < 0 && errno == EAGAIN) return;
         if (n <= 0) { sub_kill(c); return; }
         t_now = now_us();
+        st->reads++;
+        st->bytes += n;
         if (feed(c, rbuf, n, ps)) { sub_kill(c); return; }
         if (n < RBUF) return;
     }
@@ -628,6 +634,14 @@ static int run_sub(void)
         if (ready_printed && o.expect > 0 && done >= (uint64_t)o.conns) break;
         if (ready_printed && now - t_ready > o.timeout * 1e6) { timed_out = 1; break; }
     }
+    int signalled = got_signal;
+    if (o.linger > 0 && !got_signal) {
+        /* hold every connection open so the caller can measure the server in
+         * the finished state; SIGUSR1 (or the linger limit) ends it */
+        fprintf(stderr, "DONE %s\n", timed_out ? "timeout" : "complete");
+        fflush(stderr);
+        for (uint64_t t = now_us(); !got_signal && now_us() - t < o.linger * 1e6 && alive;) usleep(10000);
+    }
     sh->stop = 1;
     /* children notice within one epoll_wait (50 ms); do not wait forever */
     for (int tries = 0; alive && tries < 1000; tries++) {
@@ -646,6 +660,7 @@ static int run_sub(void)
         a.http_errors += s->http_errors; a.protocol_errors += s->protocol_errors;
         if (s->bad_status) a.bad_status = s->bad_status;
         a.requests += s->requests;
+        a.reads += s->reads; a.bytes += s->bytes;
         a.msgs += s->msgs; a.gaps += s->gaps; a.ooo += s->ooo; a.lat_sum += s->lat_sum;
         if (s->lat_max > a.lat_max) a.lat_max = s->lat_max;
         if (s->t_first && (!a.t_first || s->t_first < a.t_first)) a.t_first = s->t_first;
@@ -664,17 +679,18 @@ static int run_sub(void)
            "\"channels\":%d,\"conns\":%d,\"procs\":%d,\"expect\":%ld,"
            "\"established\":%lu,\"ready\":%lu,\"failed\":%lu,\"closed\":%lu,"
            "\"http_errors\":%lu,\"bad_status\":%lu,\"protocol_errors\":%lu,\"requests\":%lu,"
-           "\"complete\":%lu,\"incomplete\":%lu,\"msgs\":%lu,\"missing\":%lu,\"gaps\":%lu,\"ooo\":%lu,",
+           "\"complete\":%lu,\"incomplete\":%lu,\"msgs\":%lu,\"missing\":%lu,\"gaps\":%lu,\"ooo\":%lu,"
+           "\"reads\":%lu,\"bytes\":%lu,",
            proto_names[o.proto], o.host, o.port, o.path, o.channels, o.conns, o.procs, o.expect,
            a.established, a.ready, a.failed, a.closed, a.http_errors, a.bad_status,
            a.protocol_errors, a.requests, a.complete, (uint64_t)o.conns - a.complete, a.msgs,
-           missing, a.gaps, a.ooo);
+           missing, a.gaps, a.ooo, a.reads, a.bytes);
     print_lat(&a);
     printf(",\"t_start_us\":%lu,\"t_ready_us\":%lu,\"t_first_msg_us\":%lu,\"t_last_msg_us\":%lu,"
            "\"connect_s\":%.3f,\"elapsed_s\":%.3f,\"timed_out\":%s,\"signalled\":%s,"
            "\"cpu_s\":%.3f,\"max_rss_kb\":%lu,\"sum_rss_kb\":%lu,\"procs_reported\":%lu}\n",
            t0, t_ready, a.t_first, a.t_last, t_ready ? (t_ready - t0) / 1e6 : -1.0,
-           (end - t0) / 1e6, timed_out ? "true" : "false", got_signal ? "true" : "false",
+           (end - t0) / 1e6, timed_out ? "true" : "false", signalled ? "true" : "false",
            a.cpu_us / 1e6, a.maxrss_kb, sum_rss, exited);
     fflush(stdout);
     int ok = exited == (uint64_t)o.procs && !timed_out && !a.gaps && !a.ooo && !missing &&
@@ -807,7 +823,12 @@ static void usage(void)
         "  -i K     connects in flight per process (256)\n"
         "  -A K     sockets per source address, spread over 127.1.0.1 and up (1000)\n"
         "  -F SEQ   first seq each subscriber must see, 0 = any (1)\n"
+        "  -e       count a subscriber ready once its request is sent, not when the\n"
+        "           response head arrives (nginx push-stream sends no head before\n"
+        "           the first message unless a header_template is set)\n"
         "  -o FILE  also write the READY line to FILE (may be a fifo)\n"
+        "  -L SEC   when done, print DONE on stderr and keep the connections open up to\n"
+        "           SEC more seconds or until SIGUSR1, then report (0)\n"
         "  -H 'Name: value'  extra request header (up to 8)\n"
         "usage: loadgen pub [options] host:port\n"
         "  -m M     messages per channel (1000)    -k K   channels, round robin (1)\n"
@@ -831,7 +852,7 @@ int main(int argc, char **argv)
     o.path = o.sub ? "/sub/ch{}" : "/pub?id=ch{}";
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "c:p:u:k:P:m:t:T:r:i:A:F:o:H:w:s:q")) != -1) {
+    while ((opt = getopt(argc, argv, "c:p:u:k:P:m:t:T:L:r:i:A:F:o:H:w:s:qe")) != -1) {
         switch (opt) {
         case 'c': o.conns = atoi(optarg); break;
         case 'p': o.procs = atoi(optarg); break;
@@ -844,6 +865,7 @@ int main(int argc, char **argv)
         case 'm': o.expect = atol(optarg); break;
         case 't': o.timeout = atof(optarg); break;
         case 'T': o.connect_timeout = atof(optarg); break;
+        case 'L': o.linger = atof(optarg); break;
         case 'r': o.rate = atof(optarg); break;
         case 'i': o.inflight = atoi(optarg); break;
         case 'A': o.per_ip = atoi(optarg); break;
@@ -853,6 +875,7 @@ int main(int argc, char **argv)
         case 'w': o.window = atoi(optarg); break;
         case 's': o.size = atoi(optarg); break;
         case 'q': o.quiet = 1; break;
+        case 'e': o.ready_on_send = 1; break;
         default: usage();
         }
     }
