@@ -117,6 +117,8 @@ class GlueConfig:
     http_connections: int = 4
     http_pipelining: int = 1
     http_timeout: float = 5.0
+    #: One POST per message for all its channels (/pub?id=a/b/c).
+    http_group_channels: bool = False
     #: Seconds between statistics log lines (0: only at exit).
     stats_interval: float = 60.0
 
@@ -197,6 +199,7 @@ def load_pipeline(
         "connections": config.http_connections,
         "pipelining": config.http_pipelining,
         "timeout": config.http_timeout,
+        "group_channels": config.http_group_channels,
     }
     pipeline = target(**kwargs)
     if not isinstance(pipeline, Pipeline):
@@ -710,6 +713,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-pipelining",
         type=int,
         help="HTTP requests in flight per connection (default 1)",
+    )
+    a(
+        "--http-group-channels",
+        action="store_true",
+        default=None,
+        help="one POST per message for all its channels (/pub?id=a/b/c)",
     )
     a(
         "--http-timeout",

@@ -126,6 +126,10 @@ Step = Callable[[Any], Any]
 Router = Callable[[Any], Iterable[str]]
 
 
+# json.dumps with any non-default argument builds a new encoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def to_bytes(data: Any) -> bytes:
     """Default formatting: bytes as they are, text as UTF-8, anything else
     as compact JSON."""
@@ -133,7 +137,10 @@ def to_bytes(data: Any) -> bytes:
         return data
     if isinstance(data, str):
         return data.encode()
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return _encode_json(data).encode()
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"cannot format as JSON: {exc}") from None
 
 
 def default_route(data: Any) -> tuple[str, ...]:

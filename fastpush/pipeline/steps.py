@@ -46,6 +46,11 @@ def parse_json(raw: bytes) -> Any:
 def _ident(value: Any, field: str) -> str:
     # Ids may be ints (Django pks) or slugs (forums); bools and containers
     # are mistakes, never channel names.
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str and value and len(value) <= 200 and "/" not in value:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise BadInput(f"post field {field!r} must be an int or a string")
     text = str(value)

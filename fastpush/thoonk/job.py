@@ -93,6 +93,7 @@ class JobQueue:
         self.claim_notice = claim_notice
         self._blmove = True  # cleared if the server is older than 6.2
         r = self.redis
+        self._put = r.register_script(scripts.PUT)
         self._claim = r.register_script(scripts.CLAIM)
         self._finish = r.register_script(scripts.FINISH)
         self._cancel = r.register_script(scripts.CANCEL)
@@ -104,34 +105,46 @@ class JobQueue:
     # Producer ----------------------------------------------------------------
 
     async def put(self, body: Data, priority: bool = False) -> str:
-        """Queue one job; returns its id (``uuid4().hex``, like thoonk.py)."""
-        return (await self.put_many((body,), priority))[0]
+        """Queue one job; returns its id (``uuid4().hex``, like thoonk.py).
+
+        Exactly thoonk.py's transaction: MULTI, LPUSH (RPUSH when
+        ``priority``) feed.ids, INCR feed.publishes, HSET feed.items, ZADD
+        feed.published <now_ms>, EXEC; and the ``feed.publishes`` notice
+        ``<id>\\0<body>``, which we send inside the transaction (§15.9).
+        """
+        k = self.keys
+        job_id = uuid.uuid4().hex
+        data = _b(body)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if priority:
+                pipe.rpush(k.ids, job_id)
+            else:
+                pipe.lpush(k.ids, job_id)
+            pipe.incr(k.publishes)
+            pipe.hset(k.items, job_id, data)
+            pipe.zadd(k.published, {job_id: int(time.time() * 1000)})
+            pipe.publish(k.publishes, job_id.encode() + b"\0" + data)
+            await pipe.execute()
+        return job_id
 
     async def put_many(
         self, bodies: Iterable[Data], priority: bool = False
     ) -> list[str]:
-        """Queue several jobs in one transaction and one round trip.
+        """Queue several jobs in one round trip.
 
-        Per job these are thoonk.py's writes: LPUSH (RPUSH when ``priority``)
-        feed.ids, INCR feed.publishes, HSET feed.items, ZADD feed.published
-        <now_ms>, and the ``feed.publishes`` notice ``<id>\\0<body>``.
+        The same writes as ``put`` for each job, in one script (a bulk
+        producer spends its time in the client, not in Redis, with one
+        MULTI of five commands per job).  Returns the ids in order.
         """
         k = self.keys
         ids: list[str] = []
-        now_ms = int(time.time() * 1000)
-        push = "rpush" if priority else "lpush"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for body in bodies:
-                job_id = uuid.uuid4().hex
-                data = _b(body)
-                getattr(pipe, push)(k.ids, job_id)
-                pipe.incr(k.publishes)
-                pipe.hset(k.items, job_id, data)
-                pipe.zadd(k.published, {job_id: now_ms})
-                pipe.publish(k.publishes, job_id.encode() + b"\0" + data)
-                ids.append(job_id)
-            if ids:
-                await pipe.execute()
+        args: list[Data] = ["RPUSH" if priority else "LPUSH", int(time.time() * 1000)]
+        for body in bodies:
+            job_id = uuid.uuid4().hex
+            ids.append(job_id)
+            args += (job_id, _b(body))
+        if ids:
+            await self._put(keys=(k.ids, k.publishes, k.items, k.published), args=args)
         return ids
 
     def results(self) -> FinishListener:
@@ -199,19 +212,29 @@ class JobQueue:
     async def finish_many(
         self, items: Iterable[tuple[JobRef, Data | None]]
     ) -> list[int]:
-        args: list[bytes | str] = [self.keys.finish]
+        """Finish many jobs in one round trip; one status per job."""
+        parts: list[bytes] = []
+        add = parts.append
         for job, result in items:
             raw_id, score = _ref(job)
+            add(raw_id)
+            add(b"\0")
+            add(score)
             if result is None:
-                args += (raw_id, score, b"0", b"")
+                add(b"\x000\x00")
             else:
-                args += (raw_id, score, b"1", _b(result))
-        if len(args) == 1:
+                data = _b(result)
+                if b"\0" in data:
+                    raise ValueError("a job result cannot contain NUL (§9)")
+                add(b"\x001")
+                add(data)
+                add(b"\0")
+        if not parts:
             return []
         k = self.keys
         return await self._finish(
             keys=(k.claimed, k.cancelled, k.published, k.finishes, k.items, k.errors),
-            args=args,
+            args=(k.finish, b"".join(parts)),
         )
 
     async def cancel(self, job: JobRef, error: str = "", stat: str = "") -> int:

@@ -139,3 +139,24 @@ def test_no_server_is_a_retryable_failure(run: Any) -> None:
         assert "cannot connect" in out.reason
 
     run(go())
+
+
+def test_grouped_channels_are_one_post_per_message(run: Any) -> None:
+    async def go() -> None:
+        async with StubServer() as srv:
+            pub = HTTPPublisher(srv.url, group_channels=True)
+            try:
+                msgs = [
+                    Message(("forum:1", "thread:2", "post:3"), b"a"),
+                    Message(("x/y", "z"), b"b"),  # a '/' in a name: one by one
+                ]
+                assert await pub.publish(msgs) == [None, None]
+            finally:
+                await pub.aclose()
+            assert sorted((p.channel, p.body) for p in srv.published) == [
+                ("forum:1/thread:2/post:3", b"a"),
+                ("x/y", b"b"),
+                ("z", b"b"),
+            ]
+
+    run(go())
