@@ -568,9 +568,6 @@ def test_delete_body_replaces_the_channel_deleted_text(basic) -> None:
     assert head + got == stream_head() + chunk(b"bye now") + b"0\r\n\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the stream ends when the first channel is deleted"
-)
 def test_deleting_one_of_two_channels_keeps_the_stream_open(basic) -> None:
     body = (
         chunk(b"Channel deleted")
@@ -589,9 +586,6 @@ def test_deleting_one_of_two_channels_keeps_the_stream_open(basic) -> None:
     assert head + first + second + rest == stream_head() + body
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the stream ends when the first channel is deleted"
-)
 def test_deleting_two_channels_at_once_sends_two_deleted_messages(basic) -> None:
     body = (
         chunk(tpl(-2, "h7", b"Channel deleted", 0, EPOCH))
@@ -1076,9 +1070,6 @@ def test_websocket_deleted_channel_message_through_the_template(basic) -> None:
     assert head + got == WS_101 + body
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the stream ends when the first channel is deleted"
-)
 def test_websocket_on_two_channels_closes_when_the_last_is_deleted(basic) -> None:
     c, head = ws_open(basic, "/ws/w5a/w5b")
     with c:
