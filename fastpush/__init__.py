@@ -1,4 +1,5 @@
 """fastpush: a realtime fan-out server speaking the nginx push-stream protocol."""
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -125,5 +125,6 @@ cdef class Hub:
     cdef int _mark(self, Sub *sub) except -1
     cdef int _reap(self) except -1
     cdef void _unlink(self, Sub *sub) noexcept
+    cdef void _unlink_one(self, Sub *sub, Channel ch) noexcept
     cdef void _free(self, Sub *sub) noexcept
     cdef int _on_readable(self, Sub *sub) except -1

@@ -154,7 +154,7 @@ class App:
             return form.message(msg) + form.footer()
 
         self.registry.delete(ch)
-        ch.close_subscribers(goodbye)
+        ch.close_subscribers(goodbye, lambda f: forms[f].message(msg))
         waiters = ch.waiters
         if waiters:
             for w in list(waiters):
@@ -226,7 +226,9 @@ class App:
 
     def _ping(self) -> None:
         forms = self.forms.forms
-        payloads = [f.ping() if f.location.ping_message_interval else None for f in forms]
+        payloads = [
+            f.ping() if f.location.ping_message_interval else None for f in forms
+        ]
         intervals = [int(f.location.ping_message_interval or 0) for f in forms]
         self.hub.ping(payloads, intervals)
 

@@ -114,24 +114,41 @@ cdef class Channel:
             hub._reap()
         return reached
 
-    def close_subscribers(self, object render):
-        """Send render(form) (the footer) to each subscriber and close it."""
+    def close_subscribers(self, object last, object other=None):
+        """The channel is going away: tell each subscriber.
+
+        A subscriber for which this was the last channel gets last(form)
+        (the deleted message and the footer) and is closed; one that has
+        other channels gets other(form) (the deleted message) and stays.
+        """
         cdef Hub hub = self.hub
-        cdef Py_ssize_t i, n = self.nsubs
+        cdef Py_ssize_t i
         cdef Sub *sub
         cdef object data
-        cdef dict cache = {}
-        for i in range(n):
+        cdef dict done = {}, kept = {}
+        # Downwards: unlinking swaps the last subscriber into slot i, and
+        # every slot above i has been handled already.
+        i = self.nsubs - 1
+        while i >= 0:
             sub = self.subs[i]
+            i -= 1
             if sub.flags & (F_DEAD | F_CLOSING):
                 continue
-            data = cache.get(sub.form)
+            if sub.nlinks > 1 and other is not None:
+                data = kept.get(sub.form)
+                if data is None:
+                    data = kept[sub.form] = other(sub.form)
+                if PyBytes_GET_SIZE(data):
+                    hub._write(sub, PyBytes_AS_STRING(data),
+                               <size_t>PyBytes_GET_SIZE(data))
+                hub._unlink_one(sub, self)
+                continue
+            data = done.get(sub.form)
             if data is None:
-                data = cache[sub.form] = render(sub.form)
+                data = done[sub.form] = last(sub.form)
             if PyBytes_GET_SIZE(data):
                 hub._write(sub, PyBytes_AS_STRING(data),
                            <size_t>PyBytes_GET_SIZE(data))
             hub._close_after_flush(sub)
         if not hub.dispatching:
             hub._reap()
-        return n

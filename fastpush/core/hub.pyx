@@ -413,6 +413,39 @@ cdef class Hub:
                         "exception": exc,
                     })
 
+    cdef void _unlink_one(self, Sub *sub, Channel ch) noexcept:
+        """Remove one of a subscriber's several channels; it stays open."""
+        cdef uint32_t k, last = sub.nlinks - 1
+        cdef Link *link = NULL
+        cdef Link *tail
+        for k in range(sub.nlinks):
+            link = &sub.link0 if k == 0 else &sub.more[k - 1]
+            if link.channel == <PyObject *>ch:
+                break
+            link = NULL
+        if link == NULL or sub.nlinks < 2:
+            return
+        ch._remove(link)
+        # Keep the links dense: the last one fills the hole. Its channel
+        # still points at this Sub, so only the storage moves.
+        tail = &sub.more[last - 1]
+        if link != tail:
+            link[0] = tail[0]
+        tail.channel = NULL
+        sub.nlinks = last
+        if last == 1:
+            free(sub.more)
+            sub.more = NULL
+        if self.on_unsubscribe is not None:
+            try:
+                self.on_unsubscribe(ch)
+            except Exception as exc:
+                self.loop.call_exception_handler({
+                    "message": "fastpush: on_unsubscribe failed",
+                    "exception": exc,
+                })
+        Py_DECREF(ch)  # the link's reference
+
     cdef void _free(self, Sub *sub) noexcept:
         cdef Py_ssize_t slot = sub.slot
         cdef Sub *moved

@@ -61,8 +61,13 @@ def head(
     last_modified: bytes | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
     no_cache: bool = True,
+    early: list[tuple[bytes, bytes]] | None = None,
 ) -> bytes:
-    """Status line and headers, ending with the blank line."""
+    """Status line and headers, ending with the blank line.
+
+    early headers go before Expires/Cache-Control (a subscriber's CORS
+    headers), extra after them, in push-stream's order.
+    """
     out = [
         b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown")),
         SERVER,
@@ -80,6 +85,9 @@ def head(
     out.append(
         b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n"
     )
+    if early:
+        for name, value in early:
+            out.append(name + b": " + value + b"\r\n")
     if no_cache:
         out.append(NO_CACHE)
     if extra:
@@ -95,12 +103,13 @@ def error(
     *,
     keep_alive: bool = True,
     extra: list[tuple[bytes, bytes]] | None = None,
+    early: list[tuple[bytes, bytes]] | None = None,
 ) -> bytes:
     """A header-only answer, with push-stream's explanation header."""
     headers = list(extra or ())
     if explain:
         headers.append((b"X-Nginx-PushStream-Explain", explain.encode()))
-    return head(status, length=0, keep_alive=keep_alive, extra=headers)
+    return head(status, length=0, keep_alive=keep_alive, extra=headers, early=early)
 
 
 def switching_protocols(accept: bytes) -> bytes:

@@ -63,7 +63,7 @@ def handle_subscriber(
     if req.method != "GET":
         conn.send(
             response.error(
-                405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]
+                405, None, keep_alive=keep, early=cors, extra=[(b"Allow", b"GET")]
             )
         )
         return
@@ -76,7 +76,7 @@ def handle_subscriber(
             mode = wanted
 
     def fail(status: int, explain: str | None) -> None:
-        conn.send(response.error(status, explain, keep_alive=keep, extra=cors))
+        conn.send(response.error(status, explain, keep_alive=keep, early=cors))
 
     accept = None
     if mode == "websocket":
@@ -174,7 +174,7 @@ def handle_subscriber(
             content_type=content_type,
             chunked=chunked,
             keep_alive=chunked and keep,
-            extra=cors,
+            early=cors,
         )
     initial = head + form.header() + b"".join(form.message(m) for m in old)
     if conn.pending_write():
@@ -303,11 +303,24 @@ def _poll(
     keep = req.keep_alive
     answer = _PollAnswer(form, loc, keep, cors, callback)
     answer.gzip = response.gzip_wanted(app.config.settings, req, answer.content_type)
+    since, tag, _ = _resume_values(req, loc, captures)
     if old:
-        conn.send(answer.messages(old))
+        # Validators: the newest (time, tag) among the request's and the
+        # channels that had something to send.
+        modified, newest = max(since, 0), tag
+        sent = {m.channel for m in old}
+        for ch in channels:
+            if ch.id in sent:
+                t, g = int(ch.last_message_time), ch.last_message_tag
+                if t > modified:
+                    modified, newest = t, g
+                elif t == modified and g > newest:
+                    newest = g
+        conn.send(answer.messages(old, modified, newest))
         return
     if not long:
-        conn.send(answer.not_modified(with_validators=False))
+        # Nothing new: the request's own validators come back.
+        conn.send(answer.not_modified(since if since > 0 else None, tag))
         return
     # Long-polling: wait for the next message on any of the channels.
     ttl = loc.longpolling_connection_ttl
@@ -328,16 +341,18 @@ def _poll(
 
     def on_message(ch: Channel, msg: Message) -> None:
         done()
-        conn.resume(answer.messages([msg]), not answer.reusable)
+        conn.resume(answer.messages([msg], msg.time, msg.tag), not answer.reusable)
 
     def on_timeout() -> None:
         nonlocal timer
         timer = None
         done()
+        # A timed-out long-poll tells the client "now" and tag 0.
+        now = int(time.time())
         if loc.timeout_with_body:
-            conn.resume(answer.messages([_timed_out()]), not answer.reusable)
+            conn.resume(answer.messages([_timed_out()], now, 0), not answer.reusable)
         else:
-            conn.resume(answer.not_modified(with_validators=True), not keep)
+            conn.resume(answer.not_modified(now, 0), not keep)
 
     for ch in channels:
         if ch.waiters is None:
@@ -374,12 +389,9 @@ class _PollAnswer:
         # Without chunking (HTTP/1.0) the end of the body is the close.
         self.reusable = keep and form.chunked
 
-    def messages(self, msgs: list[Message]) -> bytes:
+    def messages(self, msgs: list[Message], modified: int, tag: int) -> bytes:
         form = self.form
-        last = msgs[-1]
-        if last.id > 0:
-            modified, tag = last.time, last.tag
-        else:
+        if msgs[-1].id < 0:
             # Made-up messages (deleted, timed out) carry now and tag 0.
             modified, tag = int(time.time()), 0
         pieces = []
@@ -399,7 +411,9 @@ class _PollAnswer:
             pieces.extend(form.format(m) for m in msgs)
         if form.footer_text:
             pieces.append(form.footer_text)
-        extra = self.cors + [(b"Etag", b"W/%d" % tag)]
+        extra = []
+        if tag >= 0:
+            extra.append((b"Etag", b"W/%d" % tag))
         if self.gzip and form.chunked:
             body = response.gzip_chunked(b"".join(pieces))
             extra.append(response.GZIP_HEADER)
@@ -410,25 +424,24 @@ class _PollAnswer:
         head = response.head(
             200,
             content_type=self.content_type,
-            last_modified=http_date(modified),
+            last_modified=http_date(modified) if modified > 0 else None,
             chunked=form.chunked,
             keep_alive=self.reusable,
+            early=self.cors,
             extra=extra,
         )
         return head + body
 
-    def not_modified(self, with_validators: bool) -> bytes:
-        extra = list(self.cors)
-        last_modified = None
-        if with_validators:
-            # A long-poll that timed out tells the client "now" and tag 0.
-            last_modified = http_date(int(time.time()))
-            extra.append((b"Etag", b"W/0"))
+    def not_modified(self, modified: int | None, tag: int) -> bytes:
+        extra = []
+        if tag >= 0:
+            extra.append((b"Etag", b"W/%d" % tag))
         return response.head(
             304,
             content_type=self.content_type,
             length=0,
-            last_modified=last_modified,
+            last_modified=http_date(modified) if modified else None,
             keep_alive=self.keep,
+            early=self.cors,
             extra=extra,
         )
