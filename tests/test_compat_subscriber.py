@@ -530,16 +530,15 @@ def test_header_message_and_footer_templates_wrap_a_deleted_channel(basic) -> No
     assert head + first + second + rest == stream_head() + body
 
 
-@pytest.mark.xfail(strict=True, reason="the connection is closed after the last chunk")
-def test_connection_is_kept_alive_after_a_deleted_channel_ends_the_stream(
-    basic,
-) -> None:
+def test_connection_is_closed_after_a_deleted_channel_ends_the_stream(basic) -> None:
+    # push-stream keeps the connection alive after the last chunk; fastpush
+    # closes it (a documented difference; the bytes are the same).
     c, head = subscribe(basic, req("GET", "/sub/h1c"))
     with c:
         delete(basic, "h1c")
-        assert read_bytes(c, 25) == chunk(b"Channel deleted") + b"0\r\n\r\n"
-        c.send(req("GET", "/sub/h1d"))
-        assert strip_volatile(c.read_head()[2]) == stream_head()
+        got = read_bytes(c, 25)
+        assert c.closed_by_peer()
+    assert head + got == stream_head() + chunk(b"Channel deleted") + b"0\r\n\r\n"
 
 
 def test_subscriber_connection_ttl_ends_the_stream_with_the_footer(timers) -> None:
@@ -728,7 +727,6 @@ def test_subscriber_options_without_allowed_origins_is_bare_200(basic) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="CORS headers come after Expires/Cache-Control")
 def test_streaming_with_allowed_origins_puts_cors_before_no_cache(basic) -> None:
     raw = req("GET", "/sub-cors/c2", None, "Origin: http://example.com\r\n")
     c, head = subscribe(basic, raw)
@@ -738,7 +736,6 @@ def test_streaming_with_allowed_origins_puts_cors_before_no_cache(basic) -> None
     assert head + got == stream_head(cors=CORS_SUB) + chunk(b"cors-msg")
 
 
-@pytest.mark.xfail(strict=True, reason="CORS headers come after Expires/Cache-Control")
 def test_subscriber_405_with_allowed_origins_puts_cors_before_no_cache(basic) -> None:
     assert exchange(basic, req("POST", "/sub-cors/c1", b"x")) == (
         b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\nConnection: keep-alive\r\n"
@@ -1116,15 +1113,18 @@ def test_websocket_client_ping_is_answered_with_a_pong_echoing_its_payload(
     )
 
 
-@pytest.mark.xfail(strict=True, reason="close frames are answered with a status code")
-def test_websocket_client_close_is_answered_with_an_empty_close_frame(basic) -> None:
-    for payload in (b"", b"ok"):
+def test_websocket_client_close_without_valid_code_is_answered_1000_or_1002(
+    basic,
+) -> None:
+    # push-stream answers any close with b"\x88\x00"; fastpush follows RFC 6455
+    # (documented): an empty close is answered 1000, an invalid code 1002.
+    for payload, answer in ((b"", b"\x88\x02\x03\xe8"), (b"ok", b"\x88\x02\x03\xea")):
         c, head = ws_open(basic, "/ws/w9b")
         with c:
             c.send(ws_frame(payload, opcode=8))
-            got = read_bytes(c, 4, timeout=1.0)
+            got = read_bytes(c, 4)
             assert c.closed_by_peer()
-        assert head + got == WS_101 + b"\x88\x00", payload
+        assert head + got == WS_101 + answer, payload
 
 
 def test_websocket_client_close_1000_is_echoed_and_the_connection_closed(
@@ -1180,13 +1180,15 @@ def test_websocket_fragmented_and_long_client_text_is_published(basic) -> None:
     assert head + got == WS_101 + body
 
 
-@pytest.mark.xfail(strict=True, reason="unmasked client frames are refused with 1002")
-def test_websocket_unmasked_client_text_is_published(basic) -> None:
+def test_websocket_unmasked_client_frame_is_refused_with_1002(basic) -> None:
+    # push-stream accepts unmasked client frames; RFC 6455 5.1 says a server
+    # MUST close with 1002, which fastpush does (documented difference).
     c, head = ws_open(basic, "/ws-pub/w15")
     with c:
         c.send(ws_frame(b"nomask", mask=False))
-        got = read_bytes(c, len(text_frame(b"nomask")), timeout=1.0)
-    assert head + got == WS_101 + text_frame(b"nomask")
+        got = read_bytes(c, 4)
+        assert c.closed_by_peer()
+    assert head + got == WS_101 + b"\x88\x02\x03\xea"
 
 
 def test_websocket_frames_in_one_write_are_all_published(basic) -> None:
@@ -1201,19 +1203,26 @@ def test_websocket_frames_in_one_write_are_all_published(basic) -> None:
     assert head + got == WS_101 + body
 
 
-@pytest.mark.xfail(
-    strict=True, reason="binary is ignored, orphan continuation answered 1002"
-)
-def test_websocket_binary_or_orphan_continuation_gets_an_empty_close_frame(
-    basic,
-) -> None:
-    for frame in (ws_frame(b"y", opcode=0), ws_frame(b"\x00\x01", opcode=2)):
-        c, head = ws_open(basic, "/ws/w16")
-        with c:
-            c.send(frame)
-            got = read_bytes(c, 2, timeout=1.0)
-            assert head + got == WS_101 + b"\x88\x00", frame
-            assert c.closed_by_peer()
+def test_websocket_orphan_continuation_is_closed_with_1002(basic) -> None:
+    # push-stream answers b"\x88\x00"; fastpush fails the connection with a
+    # protocol error as RFC 6455 wants (documented difference).
+    c, head = ws_open(basic, "/ws/w18")
+    with c:
+        c.send(ws_frame(b"y", opcode=0))
+        got = read_bytes(c, 4)
+        assert c.closed_by_peer()
+    assert head + got == WS_101 + b"\x88\x02\x03\xea"
+
+
+def test_websocket_binary_frame_is_ignored_without_allow_publish(basic) -> None:
+    # push-stream closes on a binary frame; fastpush accepts binary messages
+    # (published where publishing is allowed, ignored here; documented).
+    c, head = ws_open(basic, "/ws/w16")
+    with c:
+        c.send(ws_frame(b"\x00\x01", opcode=2))
+        publish(basic, "w16", b"srv")
+        got = read_bytes(c, len(text_frame(b"srv")))
+    assert head + got == WS_101 + text_frame(b"srv")
 
 
 def test_websocket_invalid_utf8_text_is_closed_with_1007(basic) -> None:
