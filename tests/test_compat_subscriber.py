@@ -969,9 +969,6 @@ def test_wildcard_channels_over_wildcard_channel_max_qtd_are_403(limits) -> None
     assert head + got == stream_head() + chunk(b"to-wild")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a request of wildcard channels only is accepted"
-)
 def test_wildcard_channels_alone_are_403(limits) -> None:
     assert exchange(limits, req("GET", "/sub/bd_1"), timeout=1.0) == TOO_MUCH_WILDCARD
 
@@ -1266,7 +1263,6 @@ MANDATORY = explain(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="handshake errors answer Connection: keep-alive")
 def test_websocket_handshake_without_mandatory_headers_is_400_and_closes(basic) -> None:
     for headers in (
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
@@ -1281,7 +1277,6 @@ def test_websocket_handshake_without_mandatory_headers_is_400_and_closes(basic) 
             assert c.closed_by_peer()
 
 
-@pytest.mark.xfail(strict=True, reason="handshake errors answer Connection: keep-alive")
 def test_websocket_unsupported_version_is_400_with_supported_versions(basic) -> None:
     raw = req(
         "GET",
@@ -1298,9 +1293,6 @@ def test_websocket_unsupported_version_is_400_with_supported_versions(basic) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="channel errors are HTTP answers, not close frames"
-)
 def test_websocket_channel_errors_come_as_close_frame_1008_after_the_101(basic) -> None:
     for path, status, text in (
         ("/ws/ALL", 403, b"Channel id not authorized for this method."),
@@ -1315,7 +1307,6 @@ def test_websocket_channel_errors_come_as_close_frame_1008_after_the_101(basic) 
             assert c.closed_by_peer()
 
 
-@pytest.mark.xfail(strict=True, reason="no channel id is a 400, not a 101 then close")
 def test_websocket_without_channel_id_answers_101_then_closes(basic) -> None:
     c, head = ws_open(basic, "/ws/")
     with c:
@@ -1324,9 +1315,6 @@ def test_websocket_without_channel_id_answers_101_then_closes(basic) -> None:
         assert c.buf == b""
 
 
-@pytest.mark.xfail(
-    strict=True, reason="websocket 405 keeps the connection and no-cache"
-)
 def test_websocket_location_post_is_405_with_connection_close(basic) -> None:
     raw = req("POST", "/ws/x", b"x", "Upgrade: websocket\r\n")
     assert exchange(basic, raw) == (
@@ -1335,9 +1323,6 @@ def test_websocket_location_post_is_405_with_connection_close(basic) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="channel errors are HTTP answers, not close frames"
-)
 def test_websocket_limits_come_as_close_frames(limits) -> None:
     for ch in ("c1", "c2", "c3"):
         exchange(limits, req("POST", f"/pub?id={ch}", b"x"))
