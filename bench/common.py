@@ -39,7 +39,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def build_tools() -> None:
     """Build loadgen and bare_server (make -C bench) if they are missing or stale."""
-    subprocess.run(["make", "-s", "-C", BENCH_DIR], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["make", "-s", "-C", BENCH_DIR], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def raise_nofile() -> int:
@@ -57,8 +59,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listen(host: str, port: int, timeout: float = 10.0,
-                proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_listen(
+    host: str,
+    port: int,
+    timeout: float = 10.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     """Wait until host:port accepts a TCP connection; fail if proc exits first."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +75,9 @@ def wait_listen(host: str, port: int, timeout: float = 10.0,
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout}s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -113,26 +121,49 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def pss_kb(pid: int) -> int:
-    """Proportional set size of one process (shared pages split between sharers)."""
+def smaps_rollup_kb(pid: int) -> dict[str, int]:
+    """Fields of /proc/<pid>/smaps_rollup in kB (Pss, Private_Dirty, ...)."""
+    out: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1])
     except OSError:
         pass
-    return 0
+    return out
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size of one process (shared pages split between sharers)."""
+    return smaps_rollup_kb(pid).get("Pss", 0)
 
 
 def tree_memory(pids: Iterable[int]) -> dict[str, int]:
-    """PSS, RSS and anonymous RSS (kB) summed over pids."""
-    pids = list(pids)
+    """Memory of pids in kB, summed.
+
+    pss: shared pages split between the processes that map them -- the headline,
+    but it moves when unrelated processes map the same libraries; private: pages
+    only these processes map (Private_Clean + Private_Dirty), immune to that;
+    rss and anon (RssAnon) for reference.
+    """
+    pss = priv = rss = anon = n = 0
+    for p in pids:
+        r = smaps_rollup_kb(p)
+        if not r:
+            continue
+        n += 1
+        pss += r.get("Pss", 0)
+        priv += r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+        rss += r.get("Rss", 0)
+        anon += _status_kb(p, "RssAnon")
     return {
-        "pss_kb": sum(pss_kb(p) for p in pids),
-        "rss_kb": sum(_status_kb(p, "VmRSS") for p in pids),
-        "anon_kb": sum(_status_kb(p, "RssAnon") for p in pids),
-        "nprocs": len(pids),
+        "pss_kb": pss,
+        "private_kb": priv,
+        "rss_kb": rss,
+        "anon_kb": anon,
+        "nprocs": n,
     }
 
 
@@ -188,12 +219,36 @@ def sockstat() -> dict[str, int]:
 # Slab caches that grow with connections: the sockets themselves, their inodes
 # and files, epoll items, and buffers queued on them.
 SLAB_CACHES = (
-    "TCP", "tcp_bind_bucket", "tcp_bind2_bucket", "request_sock_TCP", "sock_inode_cache",
-    "filp", "dentry", "eventpoll_epi", "eventpoll_pwq", "skbuff_head_cache",
-    "skbuff_fclone_cache", "selinux_file_security", "kmalloc-64", "kmalloc-128",
-    "kmalloc-192", "kmalloc-256", "kmalloc-512", "kmalloc-1k", "kmalloc-2k", "kmalloc-4k",
-    "kmalloc-8k", "kmalloc-cg-64", "kmalloc-cg-128", "kmalloc-cg-192", "kmalloc-cg-256",
-    "kmalloc-cg-512", "kmalloc-cg-1k", "kmalloc-cg-2k", "kmalloc-cg-4k", "kmalloc-cg-8k",
+    "TCP",
+    "tcp_bind_bucket",
+    "tcp_bind2_bucket",
+    "request_sock_TCP",
+    "sock_inode_cache",
+    "filp",
+    "dentry",
+    "eventpoll_epi",
+    "eventpoll_pwq",
+    "skbuff_head_cache",
+    "skbuff_fclone_cache",
+    "selinux_file_security",
+    "kmalloc-64",
+    "kmalloc-128",
+    "kmalloc-192",
+    "kmalloc-256",
+    "kmalloc-512",
+    "kmalloc-1k",
+    "kmalloc-2k",
+    "kmalloc-4k",
+    "kmalloc-8k",
+    "kmalloc-cg-64",
+    "kmalloc-cg-128",
+    "kmalloc-cg-192",
+    "kmalloc-cg-256",
+    "kmalloc-cg-512",
+    "kmalloc-cg-1k",
+    "kmalloc-cg-2k",
+    "kmalloc-cg-4k",
+    "kmalloc-cg-8k",
 )
 
 
@@ -237,7 +292,9 @@ def kernel_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
     """
     sock = after["sockstat"]["mem_bytes"] - before["sockstat"]["mem_bytes"]
     if before["slab"] is not None and after["slab"] is not None:
-        per = {k: after["slab"].get(k, 0) - before["slab"].get(k, 0) for k in after["slab"]}
+        per = {
+            k: after["slab"].get(k, 0) - before["slab"].get(k, 0) for k in after["slab"]
+        }
         per = {k: v for k, v in per.items() if v}
         slab, source = sum(per.values()), "slabinfo"
     else:
@@ -250,7 +307,8 @@ def kernel_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
         "slab_source": source,
         "slab_caches": per,
         "kernel_bytes": sock + slab,
-        "tcp_inuse": after["sockstat"].get("inuse", 0) - before["sockstat"].get("inuse", 0),
+        "tcp_inuse": after["sockstat"].get("inuse", 0)
+        - before["sockstat"].get("inuse", 0),
     }
 
 
@@ -275,9 +333,17 @@ def machine_info() -> dict[str, Any]:
     sysctls = {
         name: _read("/proc/sys/" + name.replace(".", "/"))
         for name in (
-            "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
-            "net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.core.rmem_max",
-            "net.core.wmem_max", "fs.file-max", "fs.nr_open", "net.netfilter.nf_conntrack_max",
+            "net.core.somaxconn",
+            "net.ipv4.tcp_max_syn_backlog",
+            "net.ipv4.ip_local_port_range",
+            "net.ipv4.tcp_mem",
+            "net.ipv4.tcp_rmem",
+            "net.ipv4.tcp_wmem",
+            "net.core.rmem_max",
+            "net.core.wmem_max",
+            "fs.file-max",
+            "fs.nr_open",
+            "net.netfilter.nf_conntrack_max",
         )
     }
     return {
@@ -301,8 +367,16 @@ class Server:
     >>> srv.start(); ...; srv.stop()
     """
 
-    def __init__(self, argv: Sequence[str], host: str, port: int, *, cwd: str | None = None,
-                 env: dict[str, str] | None = None, log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        host: str,
+        port: int,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.host, self.port = host, port
         self.cwd, self.env, self.log_path = cwd, env, log_path
@@ -311,8 +385,14 @@ class Server:
     def start(self, timeout: float = 15.0) -> Server:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             if self.log_path:
                 log.close()  # type: ignore[union-attr]
@@ -396,12 +476,12 @@ def loadgen_argv(mode: str, target: str, **opts: Any) -> list[str]:
 
 def run_loadgen(argv: Sequence[str], timeout: float) -> dict[str, Any]:
     """Run loadgen to the end and return its JSON result (raises on no result)."""
-    r = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
+    r = subprocess.run(list(argv), capture_output=True, timeout=timeout)
     try:
         res = parse_json_line(r.stdout.decode())
     except ValueError:
-        raise RuntimeError(f"loadgen failed ({r.returncode}): {r.stderr.decode()[-1000:]}")
+        err = r.stderr.decode()[-1000:]
+        raise RuntimeError(f"loadgen failed ({r.returncode}): {err}") from None
     res["returncode"] = r.returncode
     return res
 
@@ -411,8 +491,12 @@ class Subscribers:
 
     def __init__(self, argv: Sequence[str]) -> None:
         self.argv = list(argv)
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.ready: tuple[int, int, float] | None = None
         self._ready_evt = threading.Event()
         self._done_evt = threading.Event()
@@ -441,7 +525,9 @@ class Subscribers:
         """(ready, failed, seconds) once every subscriber got its head or failed."""
         if not self._ready_evt.wait(timeout) or self.ready is None:
             self.stop()
-            raise RuntimeError("subscribers never became ready: " + " | ".join(self._err[-5:]))
+            raise RuntimeError(
+                "subscribers never became ready: " + " | ".join(self._err[-5:])
+            )
         return self.ready
 
     def wait_done(self, timeout: float) -> str | None:
@@ -464,7 +550,8 @@ class Subscribers:
         try:
             res = parse_json_line(out.decode())
         except ValueError:
-            raise RuntimeError("loadgen sub gave no result: " + " | ".join(self._err[-5:]))
+            err = " | ".join(self._err[-5:])
+            raise RuntimeError("loadgen sub gave no result: " + err) from None
         res["returncode"] = self.proc.returncode
         return res
 
@@ -474,8 +561,13 @@ class Subscribers:
             self.proc.wait(10)
 
 
-def channel_subscribers(host: str, port: int, channel: str, path: str = "/channels-stats",
-                        timeout: float = 5.0) -> int | None:
+def channel_subscribers(
+    host: str,
+    port: int,
+    channel: str,
+    path: str = "/channels-stats",
+    timeout: float = 5.0,
+) -> int | None:
     """Subscribers of channel as the server counts them (push-stream channels-stats)."""
     import http.client
 
@@ -493,7 +585,9 @@ def channel_subscribers(host: str, port: int, channel: str, path: str = "/channe
         conn.close()
 
 
-def wait_subscribers(host: str, port: int, channel: str, want: int, timeout: float) -> int:
+def wait_subscribers(
+    host: str, port: int, channel: str, want: int, timeout: float
+) -> int:
     """Poll channels-stats until the server has registered want subscribers."""
     deadline = time.monotonic() + timeout
     n = None

@@ -14,11 +14,11 @@ summary on stderr.
   python3 bench/fanout_check.py --server bare
   python3 bench/fanout_check.py --server nginx --nginx /work/scratch/nginx/sbin/nginx
   python3 bench/fanout_check.py --server fastpush --subscribers 50000 --workers 4
-  python3 bench/fanout_check.py --server nginx --proto ws   # ev, lp and ws need nginx/fastpush
+  python3 bench/fanout_check.py --server nginx --proto ws  # ev/lp/ws: nginx, fastpush
 
 Profile the server while it runs (pid printed on stderr), e.g.:
-  perf stat -e task-clock,context-switches,syscalls:sys_enter_sendto,syscalls:sys_enter_writev \
-      -p <server pid> -- sleep 10
+  perf stat -e task-clock,context-switches,syscalls:sys_enter_sendto \
+      -e syscalls:sys_enter_writev -p <server pid> -- sleep 10
   perf record -g -p <server pid> -- sleep 10
 """
 
@@ -59,12 +59,24 @@ http {{
   push_stream_shared_memory_size {shm};
   server {{
     listen {host}:{port} backlog=65535;
-    location /pub {{ push_stream_publisher admin; push_stream_channels_path $arg_id;{store} }}
-    location ~ /sub/(.*) {{ push_stream_subscriber; push_stream_channels_path $1; }}
-    location ~ /ev/(.*) {{ push_stream_subscriber eventsource; push_stream_channels_path $1; }}
-    location ~ /lp/(.*) {{ push_stream_subscriber long-polling; push_stream_channels_path $1; }}
-    location ~ /ws/(.*) {{ push_stream_subscriber websocket; push_stream_channels_path $1; }}
-    location /channels-stats {{ push_stream_channels_statistics; push_stream_channels_path $arg_id; }}
+    location /pub {{
+      push_stream_publisher admin; push_stream_channels_path $arg_id;{store}
+    }}
+    location ~ /sub/(.*) {{
+      push_stream_subscriber; push_stream_channels_path $1;
+    }}
+    location ~ /ev/(.*) {{
+      push_stream_subscriber eventsource; push_stream_channels_path $1;
+    }}
+    location ~ /lp/(.*) {{
+      push_stream_subscriber long-polling; push_stream_channels_path $1;
+    }}
+    location ~ /ws/(.*) {{
+      push_stream_subscriber websocket; push_stream_channels_path $1;
+    }}
+    location /channels-stats {{
+      push_stream_channels_statistics; push_stream_channels_path $arg_id;
+    }}
   }}
 }}
 """
@@ -73,31 +85,88 @@ http {{
 SUB_PREFIX = {"stream": "/sub/", "ev": "/ev/", "lp": "/lp/", "ws": "/ws/"}
 
 
-def make_server(args: argparse.Namespace, host: str, port: int, tmp: str) -> common.Server:
+def make_server(
+    args: argparse.Namespace, host: str, port: int, tmp: str
+) -> common.Server:
     listen = f"{host}:{port}"
     log = os.path.join(tmp, "server.log")
     taskset = ["taskset", "-c", args.pin_server] if args.pin_server else []
     if args.server == "bare":
-        argv = [common.BARE_SERVER, "-l", listen, "-w", str(args.workers),
-                "-T", str(int(args.timeout * 3 + 600))]
+        argv = [
+            common.BARE_SERVER,
+            "-l",
+            listen,
+            "-w",
+            str(args.workers),
+            "-T",
+            str(int(args.timeout * 3 + 600)),
+        ]
         return common.Server(taskset + argv, host, port, log_path=log)
     if args.server == "nginx":
         nofile = common.raise_nofile()
         conf = NGINX_CONF.format(
-            dir=tmp, host=host, port=port, workers=args.workers, nofile=nofile,
-            worker_connections=nofile - 100, shm=args.shm,
-            store=" push_stream_store_messages on;" if args.proto == "lp" else "")
+            dir=tmp,
+            host=host,
+            port=port,
+            workers=args.workers,
+            nofile=nofile,
+            worker_connections=nofile - 100,
+            shm=args.shm,
+            store=" push_stream_store_messages on;" if args.proto == "lp" else "",
+        )
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
             f.write(conf)
-        argv = [args.nginx, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", "nginx.conf"]
+        argv = [
+            args.nginx,
+            "-p",
+            tmp,
+            "-e",
+            os.path.join(tmp, "error.log"),
+            "-c",
+            "nginx.conf",
+        ]
         return common.Server(taskset + argv, host, port, log_path=log)
-    cmd = common.split_cmd(args.fastpush_cmd) if args.fastpush_cmd else common.fastpush_command()
+    cmd = (
+        common.split_cmd(args.fastpush_cmd)
+        if args.fastpush_cmd
+        else common.fastpush_command()
+    )
     argv = cmd + ["serve", "--listen", listen]
     if args.workers != 1:
         argv += ["--workers", str(args.workers)]
     env = dict(os.environ)
     env["PYTHONPATH"] = common.REPO_DIR + os.pathsep + env.get("PYTHONPATH", "")
-    return common.Server(taskset + argv, host, port, cwd=common.REPO_DIR, env=env, log_path=log)
+    return common.Server(
+        taskset + argv, host, port, cwd=common.REPO_DIR, env=env, log_path=log
+    )
+
+
+def warmup(target: str, args: argparse.Namespace) -> None:
+    """One small subscribe/publish round trip on another channel."""
+    prefix = SUB_PREFIX[args.proto]
+    subs = common.Subscribers(
+        common.loadgen_argv(
+            "sub",
+            target,
+            c=10,
+            m=1,
+            u=prefix + "warmup",
+            P=args.proto,
+            t=10,
+            T=10,
+            e=args.server == "nginx" and args.proto != "ws",
+        )
+    )
+    try:
+        subs.wait_ready(20)
+        time.sleep(0.2)
+        common.run_loadgen(
+            common.loadgen_argv("pub", target, m=1, u="/pub?id=warmup", t=10), 20
+        )
+        subs.result(20)
+    finally:
+        subs.kill()
+    time.sleep(0.3)
 
 
 def per_sub(value_bytes: float, n: int) -> float:
@@ -117,41 +186,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if ready_mode == "auto":
         # nginx push-stream holds the streaming/eventsource head back until the
         # first message (no header_template here), so ask its channels-stats
-        ready_mode = "stats" if args.server == "nginx" and args.proto != "ws" else "head"
+        ready_mode = (
+            "stats" if args.server == "nginx" and args.proto != "ws" else "head"
+        )
     tmp = tempfile.mkdtemp(prefix=f"fanout-{args.server}-")
     server = make_server(args, host, port, tmp)
     subs: common.Subscribers | None = None
     try:
         k_base = common.kernel_snapshot()
         server.start(timeout=30)
-        print(f"server {args.server} pid {server.pid} on {target} (dir {tmp})", file=sys.stderr)
-        time.sleep(0.5)                      # let workers finish starting
+        print(
+            f"server {args.server} pid {server.pid} on {target} (dir {tmp})",
+            file=sys.stderr,
+        )
+        time.sleep(0.5)  # let workers finish starting
+        if args.warmup:
+            warmup(target, args)
         mem0, k0, cpu0 = server.memory(), common.kernel_snapshot(), server.cpu_seconds()
 
         sub_argv = common.loadgen_argv(
-            "sub", target, c=args.subscribers, p=args.procs or None,
-            u=SUB_PREFIX[args.proto] + channel, P=args.proto, m=args.messages,
-            t=args.timeout, T=args.connect_timeout, L=args.timeout, r=args.connect_rate or None,
-            A=args.per_ip, e=ready_mode != "head")
+            "sub",
+            target,
+            c=args.subscribers,
+            p=args.procs or None,
+            u=SUB_PREFIX[args.proto] + channel,
+            P=args.proto,
+            m=args.messages,
+            t=args.timeout,
+            T=args.connect_timeout,
+            L=args.timeout,
+            r=args.connect_rate or None,
+            A=args.per_ip,
+            e=ready_mode != "head",
+        )
         if args.pin_loadgen:
             sub_argv = ["taskset", "-c", args.pin_loadgen] + sub_argv
         t_sub = time.monotonic()
         subs = common.Subscribers(sub_argv)
         ready, failed, connect_s = subs.wait_ready(args.connect_timeout + 60)
-        print(f"{ready} subscribers ready ({ready_mode}), {failed} failed, in {connect_s:.2f}s",
-              file=sys.stderr)
+        print(
+            f"{ready} subscribers ready ({ready_mode}), {failed} failed, "
+            f"in {connect_s:.2f}s",
+            file=sys.stderr,
+        )
         if ready_mode == "stats":
             # the head may not come before the first message: ask the server
             common.wait_subscribers(host, port, channel, ready, args.connect_timeout)
             connect_s = time.monotonic() - t_sub
-        time.sleep(args.settle)              # let the server settle before measuring
+        time.sleep(args.settle)  # let the server settle before measuring
         mem1, k1, cpu1 = server.memory(), common.kernel_snapshot(), server.cpu_seconds()
         mcpu1 = common.machine_cpu()
         connect_cpu = cpu1 - cpu0
 
         pub_argv = common.loadgen_argv(
-            "pub", target, m=args.messages, u="/pub?id=" + channel, w=args.window,
-            r=args.rate or None, s=args.size or None, t=args.timeout)
+            "pub",
+            target,
+            m=args.messages,
+            u="/pub?id=" + channel,
+            w=args.window,
+            r=args.rate or None,
+            s=args.size or None,
+            t=args.timeout,
+        )
         if args.pin_loadgen:
             pub_argv = ["taskset", "-c", args.pin_loadgen] + pub_argv
         pub = common.run_loadgen(pub_argv, args.timeout + 60)
@@ -170,14 +266,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     n = sub["ready"]
     kern = common.kernel_delta(k0, k1)
-    span_s = (sub["t_last_msg_us"] - pub["t_first_send_us"]) / 1e6 if sub["t_last_msg_us"] else 0
+    span_s = (
+        (sub["t_last_msg_us"] - pub["t_first_send_us"]) / 1e6
+        if sub["t_last_msg_us"]
+        else 0
+    )
     deliveries = sub["msgs"]
     pub_cpu = cpu2 - cpu1
-    ok = (sub["ready"] == args.subscribers and sub["failed"] == 0 and sub["complete"] == n
-          and sub["missing"] == 0 and sub["gaps"] == 0 and sub["ooo"] == 0
-          and sub["http_errors"] == 0 and sub["protocol_errors"] == 0 and sub["closed"] == 0
-          and pub["acked"] == args.messages and pub["errors"] == 0 and done == "complete"
-          and alive)
+    ok = (
+        sub["ready"] == args.subscribers
+        and sub["failed"] == 0
+        and sub["complete"] == n
+        and sub["missing"] == 0
+        and sub["gaps"] == 0
+        and sub["ooo"] == 0
+        and sub["http_errors"] == 0
+        and sub["protocol_errors"] == 0
+        and sub["closed"] == 0
+        and pub["acked"] == args.messages
+        and pub["errors"] == 0
+        and done == "complete"
+        and alive
+    )
     return {
         "bench": "fanout_check",
         "ok": ok,
@@ -207,6 +317,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "pss_connected_kb": mem1["pss_kb"],
             "pss_after_kb": mem2["pss_kb"],
             "rss_connected_kb": mem1["rss_kb"],
+            "private_per_sub_bytes": per_sub(
+                (mem1["private_kb"] - mem0["private_kb"]) * 1024, n
+            ),
             "pss_per_sub_bytes": per_sub((mem1["pss_kb"] - mem0["pss_kb"]) * 1024, n),
             "rss_per_sub_bytes": per_sub((mem1["rss_kb"] - mem0["rss_kb"]) * 1024, n),
             "nprocs": mem1["nprocs"],
@@ -223,13 +336,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu": {
             "connect_s": round(connect_cpu, 3),
             "publish_s": round(pub_cpu, 3),
-            "us_per_delivery": round(pub_cpu * 1e6 / deliveries, 3) if deliveries else None,
+            "us_per_delivery": round(pub_cpu * 1e6 / deliveries, 3)
+            if deliveries
+            else None,
         },
-        "loadgen_cpu": {"sub_s": sub["cpu_s"], "pub_s": pub["cpu_s"], "sub_procs": sub["procs"]},
+        "loadgen_cpu": {
+            "sub_s": sub["cpu_s"],
+            "pub_s": pub["cpu_s"],
+            "sub_procs": sub["procs"],
+        },
         # whole machine over the same interval as server_cpu.publish_s (includes
         # ksoftirqd's loopback work, which no benchmark process is charged for)
-        "machine_cpu": {k: v for k, v in common.cpu_delta(mcpu1, mcpu2).items()
-                        if k in ("busy_s", "user_s", "system_s", "softirq_s", "idle_s")},
+        "machine_cpu": {
+            k: v
+            for k, v in common.cpu_delta(mcpu1, mcpu2).items()
+            if k in ("busy_s", "user_s", "system_s", "softirq_s", "idle_s")
+        },
         "elapsed_s": round(time.monotonic() - t_sub, 3),
         "flags": {k: v for k, v in vars(args).items()},
         "machine": common.machine_info(),
@@ -241,58 +363,102 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summary(r: dict[str, Any]) -> str:
     lat, mem, kern, cpu = r["lat_us"], r["server_mem"], r["kernel_mem"], r["server_cpu"]
-    return "\n".join([
-        f"fanout_check {r['server']} (workers {r['workers']}, {r['proto']}): "
-        f"{'OK' if r['ok'] else 'FAILED'}",
-        f"  subscribers  {r['ready']}/{r['subscribers']} ready in {r['connect_s']} s, "
-        f"{r['failed']} failed, {r['complete']} complete",
-        f"  deliveries   {r['deliveries']}/{r['expected_deliveries']}  missing {r['missing']} "
-        f"gaps {r['gaps']} out-of-order {r['ooo']}",
-        f"  time         first publish -> last delivery {r['first_publish_to_last_delivery_s']} s"
-        f"  ({r['deliveries_per_s']:,} deliveries/s; publisher {r['pub_per_s']:,.0f} msg/s)",
-        f"  latency us   p50 {lat['p50']:,}  p99 {lat['p99']:,}  max {lat['max']:,}",
-        f"  server mem   {mem['pss_per_sub_bytes']:,.0f} B/subscriber PSS "
-        f"({mem['pss_idle_kb']:,} -> {mem['pss_connected_kb']:,} kB over {mem['nprocs']} procs)"
-        f"; kernel {kern['per_sub_bytes']:,.0f} B/subscriber ({kern['slab_source']})",
-        f"  server cpu   {cpu['publish_s']} s for the fan-out "
-        f"({cpu['us_per_delivery']} us/delivery), {cpu['connect_s']} s to accept",
-        f"  loadgen cpu  sub {r['loadgen_cpu']['sub_s']} s over {r['loadgen_cpu']['sub_procs']} "
-        f"procs, pub {r['loadgen_cpu']['pub_s']} s; machine busy "
-        f"{r['machine_cpu']['busy_s']} s (softirq {r['machine_cpu']['softirq_s']} s, idle "
-        f"{r['machine_cpu']['idle_s']} s)",
-    ])
+    lg, mc = r["loadgen_cpu"], r["machine_cpu"]
+    verdict = "OK" if r["ok"] else "FAILED"
+    span = r["first_publish_to_last_delivery_s"]
+    return "\n".join(
+        [
+            f"fanout_check {r['server']} (workers {r['workers']}, {r['proto']}): "
+            + verdict,
+            f"  subscribers  {r['ready']}/{r['subscribers']} ready in "
+            f"{r['connect_s']} s, {r['failed']} failed, {r['complete']} complete",
+            f"  deliveries   {r['deliveries']}/{r['expected_deliveries']}  missing "
+            f"{r['missing']} gaps {r['gaps']} out-of-order {r['ooo']}",
+            f"  time         first publish -> last delivery {span} s "
+            f"({r['deliveries_per_s']:,} deliveries/s; "
+            f"publisher {r['pub_per_s']:,.0f} msg/s)",
+            f"  latency us   p50 {lat['p50']:,}  p99 {lat['p99']:,}  "
+            f"max {lat['max']:,}",
+            f"  server mem   {mem['pss_per_sub_bytes']:,.0f} B/subscriber PSS "
+            f"({mem['pss_idle_kb']:,} -> {mem['pss_connected_kb']:,} kB), "
+            f"{mem['private_per_sub_bytes']:,.0f} B private, "
+            f"{mem['nprocs']} procs; kernel {kern['per_sub_bytes']:,.0f} "
+            f"B/subscriber ({kern['slab_source']})",
+            f"  server cpu   {cpu['publish_s']} s for the fan-out "
+            f"({cpu['us_per_delivery']} us/delivery), {cpu['connect_s']} s to accept",
+            f"  loadgen cpu  sub {lg['sub_s']} s over {lg['sub_procs']} procs, "
+            f"pub {lg['pub_s']} s",
+            f"  machine cpu  busy {mc['busy_s']} s (softirq {mc['softirq_s']} s), "
+            f"idle {mc['idle_s']} s during the fan-out",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--server", choices=("fastpush", "bare", "nginx"), default="fastpush")
-    ap.add_argument("--nginx", default=DEFAULT_NGINX, help="nginx binary with push-stream")
-    ap.add_argument("--fastpush-cmd", default="",
-                    help="command that runs the fastpush CLI (default: fastpush, "
-                         "else python -m fastpush)")
+    ap.add_argument(
+        "--server", choices=("fastpush", "bare", "nginx"), default="fastpush"
+    )
+    ap.add_argument(
+        "--nginx", default=DEFAULT_NGINX, help="nginx binary with push-stream"
+    )
+    ap.add_argument(
+        "--fastpush-cmd",
+        default="",
+        help="command that runs the fastpush CLI (default: fastpush, "
+        "else python -m fastpush)",
+    )
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--subscribers", type=int, default=10000)
     ap.add_argument("--messages", type=int, default=1000)
-    ap.add_argument("--size", type=int, default=0, help="message body bytes (0: marker only)")
+    ap.add_argument(
+        "--size", type=int, default=0, help="message body bytes (0: marker only)"
+    )
     ap.add_argument("--window", type=int, default=100, help="publishes in flight")
-    ap.add_argument("--rate", type=float, default=0, help="publishes/s (0: back to back)")
+    ap.add_argument(
+        "--rate", type=float, default=0, help="publishes/s (0: back to back)"
+    )
     ap.add_argument("--proto", choices=tuple(SUB_PREFIX), default="stream")
     ap.add_argument("--channel", default="fanout")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--procs", type=int, default=0, help="loadgen subscriber processes")
-    ap.add_argument("--per-ip", type=int, default=1000, help="subscribers per source address")
-    ap.add_argument("--connect-rate", type=float, default=0, help="connects/s (0: unlimited)")
+    ap.add_argument(
+        "--per-ip", type=int, default=1000, help="subscribers per source address"
+    )
+    ap.add_argument(
+        "--connect-rate", type=float, default=0, help="connects/s (0: unlimited)"
+    )
     ap.add_argument("--connect-timeout", type=float, default=300)
-    ap.add_argument("--timeout", type=float, default=120, help="limit for the message phase")
-    ap.add_argument("--ready", choices=("auto", "head", "sent", "stats"), default="auto",
-                    help="when subscribers count as connected: response head received, "
-                         "request sent, or request sent and /channels-stats agrees "
-                         "(auto: stats for nginx, head otherwise)")
-    ap.add_argument("--settle", type=float, default=1.0, help="seconds before measuring memory")
-    ap.add_argument("--shm", default="256m", help="nginx push_stream_shared_memory_size")
+    ap.add_argument(
+        "--timeout", type=float, default=120, help="limit for the message phase"
+    )
+    ap.add_argument(
+        "--ready",
+        choices=("auto", "head", "sent", "stats"),
+        default="auto",
+        help="when subscribers count as connected: response head received, "
+        "request sent, or request sent and /channels-stats agrees "
+        "(auto: stats for nginx, head otherwise)",
+    )
+    ap.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the 10-subscriber round trip on another channel that runs "
+        "before the idle memory is taken (so lazy first-request setup is not "
+        "charged to the subscribers)",
+    )
+    ap.add_argument(
+        "--settle", type=float, default=1.0, help="seconds before measuring memory"
+    )
+    ap.add_argument(
+        "--shm", default="256m", help="nginx push_stream_shared_memory_size"
+    )
     ap.add_argument("--pin-server", default="", help="taskset CPU list for the server")
     ap.add_argument("--pin-loadgen", default="", help="taskset CPU list for loadgen")
-    ap.add_argument("--keep-dir", action="store_true", help="keep the server's temp dir")
+    ap.add_argument(
+        "--keep-dir", action="store_true", help="keep the server's temp dir"
+    )
     ap.add_argument("--out", default="", help="also append the JSON line to this file")
     args = ap.parse_args(argv)
     if args.server == "nginx" and not os.access(args.nginx, os.X_OK):
