@@ -8,7 +8,7 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from fastpush._core import Channel
+from fastpush._core import Channel, websocket_frame
 from fastpush.http import response
 from fastpush.http.channels import (
     CANNOT_CREATE,
@@ -41,6 +41,8 @@ MODES = ("streaming", "polling", "long-polling", "eventsource", "websocket")
 EVENTSOURCE_TYPE = b"text/event-stream; charset=utf-8"
 JSONP_TYPE = b"application/javascript"
 
+WS_CLOSE = 0x8
+
 # Core subscriber kinds (see fastpush/includes/consts.pxi).
 KIND_STREAM, KIND_WEBSOCKET = 0, 1
 
@@ -61,6 +63,19 @@ def handle_subscriber(
         )
         return
     if req.method != "GET":
+        if loc.mode == "websocket":
+            # push-stream answers a WebSocket location's 405 with Allow only.
+            conn.send(
+                response.head(
+                    405,
+                    length=0,
+                    keep_alive=False,
+                    extra=[(b"Allow", b"GET")],
+                    no_cache=False,
+                ),
+                close=True,
+            )
+            return
         conn.send(
             response.error(
                 405, None, keep_alive=keep, early=cors, extra=[(b"Allow", b"GET")]
@@ -89,62 +104,75 @@ def handle_subscriber(
             and "upgrade" in h.get("connection", "").lower()
             and h.get("upgrade", "").lower() == "websocket"
         ):
-            fail(400, WS_MISSING_HEADERS)
+            conn.send(response.error(400, WS_MISSING_HEADERS, keep_alive=False), True)
             return
         if version.strip() not in ("8", "13"):
             conn.send(
                 response.error(
                     400,
                     WS_BAD_VERSION,
-                    keep_alive=keep,
+                    keep_alive=False,
                     extra=[(b"Sec-WebSocket-Version", b"8, 13")],
-                )
+                ),
+                close=True,
             )
             return
         accept = base64.b64encode(hashlib.sha1(key.strip().encode() + WS_GUID).digest())
+        if conn.pending_write():
+            conn.send(response.error(503, "Connection busy, retry."), close=True)
+            return
+
+        def fail(status: int, explain: str | None) -> None:
+            # push-stream has sent the 101 before it looks at the channels,
+            # so errors come as a close frame (1008 and a JSON reason).
+            assert accept is not None
+            out = response.switching_protocols(accept)
+            if explain:
+                reason = b'{"http_status": %d, "explain":"%s"}' % (
+                    status,
+                    explain.encode(),
+                )
+                out += websocket_frame(b"\x03\xf0" + reason, WS_CLOSE)
+            conn.send(out, close=True)
 
     requested = parse_subscribed(channels_path)
     if not requested:
-        fail(400, NO_CHANNEL_ID)
+        # A WebSocket gets nothing after its 101, as from push-stream.
+        fail(400, NO_CHANNEL_ID if mode != "websocket" else None)
         return
     reg = app.registry
     s = app.config.settings
     try:
+        # push-stream's order: each channel's own checks, then the
+        # wildcard quota, then creation.
         wildcards = 0
-        normal = 0
         for r in requested:
             check_id(r.id, s.max_channel_id_length)
+            wildcard = reg.is_wildcard(r.id)
+            wildcards += wildcard
+            ch = reg.get(r.id)
+            if loc.authorized_channels_only and not wildcard:
+                if ch is None or not reg.stored(ch):
+                    raise ChannelError(403, CANNOT_CREATE)
+            limit = s.max_subscribers_per_channel
+            if limit is not None and ch is not None and reg.subscribers(ch) >= limit:
+                raise ChannelError(403, TOO_MANY_SUBSCRIBERS)
             if reg.events_channel_id and r.id == reg.events_channel_id:
                 if not loc.allow_connections_to_events_channel:
                     raise ChannelError(403, EVENTS_CHANNEL_FORBIDDEN)
-            if reg.is_wildcard(r.id):
-                wildcards += 1
-            else:
-                normal += 1
+        quota = loc.wildcard_channel_max_qtd
         if (
-            loc.wildcard_channel_max_qtd is not None
-            and wildcards > loc.wildcard_channel_max_qtd
+            quota is not None
+            and wildcards
+            and (wildcards > quota or wildcards == len(requested))
         ):
             raise ChannelError(403, TOO_MANY_WILDCARDS)
-        if loc.authorized_channels_only:
-            if normal == 0:
-                raise ChannelError(403, CANNOT_CREATE)
-            for r in requested:
-                if reg.is_wildcard(r.id):
-                    continue
-                ch = reg.get(r.id)
-                if ch is None or not reg.stored(ch):
-                    raise ChannelError(403, CANNOT_CREATE)
-        limit = s.max_subscribers_per_channel
-        if limit is not None:
-            for r in requested:
-                ch = reg.get(r.id)
-                if ch is not None and reg.subscribers(ch) >= limit:
-                    raise ChannelError(403, TOO_MANY_SUBSCRIBERS)
-        try:
-            channels = [reg.get_or_create(r.id) for r in requested]
-        except ChannelLimitError:
-            raise ChannelError(403, CHANNELS_EXCEEDED) from None
+        channels = []
+        for r in requested:
+            try:
+                channels.append(reg.get_or_create(r.id))
+            except ChannelLimitError:
+                raise ChannelError(403, CHANNELS_EXCEEDED) from None
     except ChannelError as err:
         fail(err.status, err.explain)
         return
