@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from urllib.parse import unquote
 from collections.abc import Callable
 
 from fastpush._core import Channel, Hub
@@ -80,13 +81,19 @@ class App:
         if loc.allow and not loc.is_allowed(req.remote):
             conn.send(response.error(403, None, keep_alive=req.keep_alive))
             return
-        channels_path = expand(
-            loc.channels_path,
-            captures=captures,
-            args=req.args,
-            headers=req.headers,
-            path=req.path,
-            remote_addr=req.remote,
+        # push-stream unescapes the channels path once more after nginx
+        # evaluated it: $arg_x arrives raw, $1 from the decoded URI (so a
+        # path is decoded twice, as there).
+        channels_path = unquote(
+            expand(
+                loc.channels_path,
+                captures=captures,
+                args=req.raw_args,
+                headers=req.headers,
+                path=req.path,
+                remote_addr=req.remote,
+            ),
+            errors="replace",
         )
         if loc.role == "publisher":
             handle_publisher(self, conn, req, loc, channels_path)

@@ -56,6 +56,16 @@ class Request:
         self._args: dict[str, str] | None = None
 
     @property
+    def raw_args(self) -> dict[str, str]:
+        """Query arguments as sent, undecoded: nginx's $arg_name."""
+        args: dict[str, str] = {}
+        for part in self.query.decode("latin-1").split("&"):
+            k, _, v = part.partition("=")
+            if k:
+                args.setdefault(k, v)
+        return args
+
+    @property
     def args(self) -> dict[str, str]:
         """Query arguments, unescaped (first value wins, as in nginx)."""
         if self._args is None:
