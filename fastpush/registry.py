@@ -63,8 +63,8 @@ class Message:
         tag: int,
         text: bytes,
         channel: str,
-        event_id: bytes = b"",
-        event_type: bytes = b"",
+        event_id: bytes | None = None,
+        event_type: bytes | None = None,
         expires: float = 0.0,
     ) -> None:
         self.id = id
@@ -176,8 +176,8 @@ class Registry:
         self,
         ch: Channel,
         text: bytes,
-        event_id: bytes = b"",
-        event_type: bytes = b"",
+        event_id: bytes | None = None,
+        event_type: bytes | None = None,
         store: bool = True,
         deliver: Callable[[Channel, Message], None] | None = None,
     ) -> Message:

@@ -106,9 +106,9 @@ class Template:
             elif part == b"size":
                 out.append(b"%d" % len(body))
             elif part == b"event-id":
-                out.append(msg.event_id)
+                out.append(msg.event_id or b"")
             else:
-                out.append(msg.event_type)
+                out.append(msg.event_type or b"")
         return b"".join(out)
 
 
@@ -194,9 +194,10 @@ class Form:
         text = self.format(msg)
         parts = []
         if self.kind == EVENTSOURCE:
-            if msg.event_id:
+            # A header that was sent empty still gives its (empty) field.
+            if msg.event_id is not None:
                 parts.append(self.frame(b"id: " + msg.event_id + b"\n"))
-            if msg.event_type:
+            if msg.event_type is not None:
                 parts.append(self.frame(b"event: " + msg.event_type + b"\n"))
         parts.append(self.frame(text))
         if self.padding is not None:
@@ -211,11 +212,8 @@ class Form:
             # A WebSocket ping is a control frame, not a message.
             return b"\x89\x00"
         if self.kind == EVENTSOURCE:
-            return (
-                self.frame(b": -1\n")
-                if not self.ping_text
-                else self.frame(eventsource_lines(self.ping_text, b": ~text~\n"))
-            )
+            # push-stream's EventSource ping is a fixed comment line.
+            return self.frame(b": -1\n")
         from fastpush.registry import PING_MESSAGE_ID, Message
 
         ping = Message(PING_MESSAGE_ID, 0, 0, self.ping_text or b" ", "")

@@ -108,8 +108,8 @@ class App:
         self,
         ch: Channel,
         text: bytes,
-        event_id: bytes = b"",
-        event_type: bytes = b"",
+        event_id: bytes | None = None,
+        event_type: bytes | None = None,
         store: bool = True,
     ) -> Message:
         return self.registry.publish(ch, text, event_id, event_type, store)

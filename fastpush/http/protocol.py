@@ -98,6 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body_limit = 0
         self.timer: asyncio.TimerHandle | None = None
         self.on_lost: object = None  # callback of a waiting long-poll
+        self.unknown: bytes | None = None  # partial head, unknown method
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -121,6 +122,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.detached:
+            return
+        if self.unknown is not None:
+            # The head of a request with a method llhttp does not know.
+            data, self.unknown = self.unknown + data, None
+            self._unknown_method(data)
             return
         if self.busy:
             # Pipelined behind a waiting request: keep it for later.
@@ -161,8 +167,20 @@ class HttpProtocol(asyncio.Protocol):
     def _unknown_method(self, data: bytes) -> None:
         m = _REQUEST_LINE.search(data)
         end = data.find(b"\r\n\r\n", m.end() - 2) if m else -1
-        if m is None or end < 0 or b"\ncontent-length:" in data[m.end() : end].lower():
-            self.queue.clear()
+        if end < 0:
+            # The head may still be arriving: keep what follows the last
+            # complete head and wait for the rest.
+            cut = data.rfind(b"\r\n\r\n")
+            partial = data[cut + 4 :] if cut >= 0 else data
+            self._process()
+            if len(partial) < self.app.header_limit and _TOKEN_START.match(partial):
+                self.unknown = partial
+                return
+            self.send(response.error(400, "Bad request.", keep_alive=False), close=True)
+            return
+        assert m is not None
+        if b"\ncontent-length:" in data[m.end() : end].lower():
+            self._process()
             self.send(response.error(400, "Bad request.", keep_alive=False), close=True)
             return
         self._process()
@@ -345,6 +363,10 @@ _REQUEST_LINE = re.compile(
     rb"(?:^|\r\n)(?!(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) )"
     rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/1\.([01])\r\n"
 )
+
+
+# A request line can start so; anything else is not HTTP at all.
+_TOKEN_START = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+( [^\r\n]*)?$")
 
 
 class _Reject(Exception):

@@ -114,8 +114,11 @@ def handle_publisher(
         conn.send(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
         return
     text = bytes(req.body)
-    event_id = (req.headers.get("event-id") or "").encode()
-    event_type = (req.headers.get("event-type") or "").encode()
+    # Absent and empty differ: an empty header still gives an empty field.
+    eid = req.headers.get("event-id")
+    etype = req.headers.get("event-type")
+    event_id = eid.encode() if eid is not None else None
+    event_type = etype.encode() if etype is not None else None
     try:
         for ch in channels:
             app.publish(ch, text, event_id, event_type, loc.store_messages)
