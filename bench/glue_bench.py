@@ -19,8 +19,10 @@ latency from each message's ``createdAt`` (put time).  Same machine, same clock.
   fastpush  a real ``fastpush serve`` (needs the compiled core); the glue POSTs
             to its /pub over keep-alive HTTP, one streaming subscriber per forum
             channel receives (GET /sub/forum:N).
-  inprocess the glue runs *inside* ``fastpush serve`` ([glue] in its TOML),
-            publishing in-process; this script then only feeds and measures.
+  inprocess the fastpush server runs *in this process* with the glue, which
+            publishes through the server's own publish (no HTTP), as
+            ``fastpush serve`` with a [glue] table does; the subscribers are
+            another process.  The figure is then glue + server per process.
   stub      no fastpush: a recording push-stream /pub stub (another process)
             is the receiving end; it counts the forum-channel POSTs.
   null      no HTTP at all: the pipeline's messages go to a null publisher in
@@ -31,7 +33,7 @@ subscriber listens to the forum channels only, so it sees each job once.
 
 Prints one JSON line: machine, flags, loop, and the results.  Profile with
     perf record -g -- python bench/glue_bench.py --target fastpush
-or  python -m cProfile -o glue.prof bench/glue_bench.py --target null
+or  python bench/glue_bench.py --target inprocess --profile glue.prof
 """
 
 from __future__ import annotations
@@ -266,6 +268,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
@@ -296,14 +299,10 @@ def ask(conn: Any, msg: Any) -> Any:
     return conn.recv()
 
 
-def start_fastpush(
-    workdir: Path, port: int, glue: dict[str, Any] | None
-) -> subprocess.Popen[bytes]:
+def start_fastpush(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    (workdir / "fastpush.toml").write_text(server_toml())
     args = [sys.executable, "-m", "fastpush", "serve", "--listen", f"127.0.0.1:{port}"]
-    if glue is not None:
-        lines = ["[glue]"] + [f"{k} = {json.dumps(v)}" for k, v in glue.items()]
-        (workdir / "fastpush.toml").write_text("\n".join(lines) + "\n")
-        args += ["--config", str(workdir / "fastpush.toml")]
+    args += ["--config", str(workdir / "fastpush.toml")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = open(workdir / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -323,6 +322,46 @@ def start_fastpush(
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("fastpush serve did not start")
+
+
+def server_toml() -> str:
+    """fastpush's default configuration, with a message store big enough to
+    keep every bench message (each job makes 4 channels, 3 of them new)."""
+    from fastpush.config import DEFAULT_CONFIG_TOML
+
+    return DEFAULT_CONFIG_TOML.replace(
+        "[settings]\n", '[settings]\nshared_memory_size = "2g"\n', 1
+    )
+
+
+async def embedded_server(port: int) -> tuple[Any, Any, Any]:
+    """fastpush's App serving on ``port`` in this loop, and an in-process
+    publish for the glue.  The same pieces ``fastpush serve`` assembles."""
+    from fastpush.config import parse_config
+    from fastpush.http.protocol import HttpProtocol
+    from fastpush.server import App
+
+    loop = asyncio.get_running_loop()
+    config = parse_config(server_toml(), listen=[f"127.0.0.1:{port}"])
+    app = App(config, loop)
+    app.start()
+    server = await loop.create_server(lambda: HttpProtocol(app), "127.0.0.1", port)
+    registry = app.registry
+
+    def publish(
+        channel: str,
+        body: bytes,
+        event_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        app.publish(
+            registry.get_or_create(channel),
+            body,
+            event_id.encode() if event_id else b"",
+            event_type.encode() if event_type else b"",
+        )
+
+    return app, server, publish
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -353,22 +392,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "claim_notice": not args.no_claim_notice,
             "stats_interval": 0,
         }
-        if args.target in ("fastpush", "inprocess"):
-            server = start_fastpush(
-                tmp, port, glue_settings if args.target == "inprocess" else None
-            )
+        if args.target == "fastpush":
+            server = start_fastpush(tmp, port)
+            sink = ctx.Process(target=_subscriber_main, args=(port, args.forums, there))
+        elif args.target == "inprocess":
             sink = ctx.Process(target=_subscriber_main, args=(port, args.forums, there))
         elif args.target == "stub":
             sink = ctx.Process(target=_stub_main, args=(port, there))
         else:
             sink = None
         tally = Tally()
-        if sink is not None:
+        embedded: list[Any] = []
+
+        def start_sink() -> None:
+            assert sink is not None
             sink.start()
             procs.append(sink)
             if args.target == "stub":
                 here.recv()
             assert here.recv() == "ready"
+
+        if sink is not None and args.target != "inprocess":
+            start_sink()
 
         cfg = GlueConfig(publish_url=f"http://127.0.0.1:{port}/pub", **glue_settings)
 
@@ -381,20 +426,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return [None] * len(messages)
 
         async def phase(jobs: int) -> dict[str, Any]:
-            glue = None
             task = None
-            if args.target != "inprocess":
-                pipeline = (
-                    DefaultPipeline(publisher=NullTally())
-                    if args.target == "null"
-                    else load_pipeline(cfg)
-                )
-                glue = Glue(cfg, pipeline)
+            if args.target == "null":
+                pipeline = DefaultPipeline(publisher=NullTally())
+            elif args.target == "inprocess":
+                pipeline = load_pipeline(GlueConfig(**glue_settings), embedded[2])
+            else:
+                pipeline = load_pipeline(cfg)
+            glue = Glue(cfg, pipeline)
             await fill(redis.url, jobs, args.forums)
             cpu0 = time.process_time()
             t0 = time.time()
-            if glue is not None:
-                task = asyncio.ensure_future(glue.run())
+            task = asyncio.ensure_future(glue.run())
             if sink is None:
                 while tally.count < jobs and time.time() - t0 < args.timeout:
                     await asyncio.sleep(0.005)
@@ -410,17 +453,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "received": got["count"],
                 "seconds": round(t1 - t0, 3),
                 "jobs_per_s": round(got["count"] / max(t1 - t0, 1e-9)),
-                "glue_cpu_s": round(cpu, 3) if glue is not None else None,
+                "glue_cpu_s": round(cpu, 3),
+                "glue_cpu_us_per_job": round(cpu / max(got["count"], 1) * 1e6, 1),
             }
-            if glue is not None:
-                result["glue_cpu_us_per_job"] = round(
-                    cpu / max(got["count"], 1) * 1e6, 1
-                )
             return {"result": result, "glue": glue, "task": task}
 
         async def main() -> None:
+            if args.target == "inprocess":
+                embedded.extend(await embedded_server(port))
+                # The subscribers connect to the server in this loop.
+                await asyncio.get_running_loop().run_in_executor(None, start_sink)
             warm = await phase(args.warmup) if args.warmup else None
-            if warm is not None and warm["glue"] is not None:
+            if warm is not None:
                 warm["glue"].stop()
                 await warm["task"]
             if sink is not None:
@@ -431,8 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 tally.__init__()  # type: ignore[misc]
             p1 = await phase(args.jobs)
             out["throughput"] = p1["result"]
-            if p1["glue"] is not None:
-                out["glue_stats"] = p1["glue"].stats.as_dict()
+            out["glue_stats"] = p1["glue"].stats.as_dict()
             rate = args.latency_rate or max(1.0, out["throughput"]["jobs_per_s"] / 2)
             if args.latency_seconds > 0:
                 if sink is not None:
@@ -467,11 +510,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "p99_ms": round(percentile(lat, 99) * 1000, 2),
                     "max_ms": round(max(lat) * 1000, 2) if lat else None,
                 }
-            if p1["glue"] is not None:
-                p1["glue"].stop()
-                await p1["task"]
+            p1["glue"].stop()
+            await p1["task"]
+            if embedded:
+                app, srv, _ = embedded
+                srv.close()
+                app.drain()
+                app.close()
 
-        uvloop.run(main())
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.runcall(uvloop.run, main())
+            profiler.dump_stats(args.profile)
+        else:
+            uvloop.run(main())
     finally:
         if procs:
             try:
@@ -528,6 +582,7 @@ def main() -> None:
     )
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--profile", metavar="FILE", help="cProfile this process to FILE")
     args = ap.parse_args()
     if args.target is None:
         try:

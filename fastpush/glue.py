@@ -260,6 +260,7 @@ class Glue:
         # raw id -> (job, loop time of its last claim or touch)
         self._inflight: dict[bytes, tuple[Job, float]] = {}
         self._redis_ok = True
+        self._last_traceback = -1e9
         self.ready = asyncio.Event()  # set once the queue is open and workers run
 
     # Lifecycle ---------------------------------------------------------------
@@ -428,9 +429,12 @@ class Glue:
                 bad.append((job, f"bad input: {exc}"))
             except Exception as exc:
                 errors.append((job, f"pipeline error: {type(exc).__name__}: {exc}"))
-                log.warning(
-                    "job %s: pipeline raised\n%s", job.id, traceback.format_exc()
-                )
+                now = time.monotonic()
+                if now - self._last_traceback >= 10.0:  # one a while, not a flood
+                    self._last_traceback = now
+                    log.warning(
+                        "job %s: pipeline raised\n%s", job.id, traceback.format_exc()
+                    )
             else:
                 good.append(job)
                 messages.append(msgs)
@@ -533,36 +537,32 @@ class Glue:
                     )
         if bad:
             stats.bad_input += len(bad)
-            for job, reason in bad:
-                log.warning("job %s cancelled: %s", job.id, reason)
+            _log_jobs(logging.WARNING, "cancelled", bad)
             await self._until_redis(lambda: queue.cancel_many(bad, "bad_input"))
         if errors:
             stats.pipeline_error += len(errors)
-            for job, reason in errors:
-                log.warning("job %s cancelled: %s", job.id, reason)
+            _log_jobs(logging.WARNING, "cancelled", errors)
             await self._until_redis(lambda: queue.cancel_many(errors, "pipeline_error"))
         if gave_up:
             stats.gave_up += len(gave_up)
-            for job in gave_up:
-                log.error(
-                    "job %s stalled: given back %d times (max_attempts %d)",
-                    job.id,
-                    job.attempts,
-                    cfg.max_attempts,
-                )
+            why = f"given back {cfg.max_attempts} times or more (max_attempts)"
+            _log_jobs(logging.ERROR, "stalled", [(job, why) for job in gave_up])
             # '' keeps the last error recorded for it.
             items = [(job, "") for job in gave_up]
             await self._until_redis(lambda: queue.stall_many(items, "gave_up"))
         if failed:
             stats.publish_failed += len(failed)
-            action = cfg.on_failure
-            for job, reason in failed:
-                log.error(
-                    "job %s %s: publish failed: %s", job.id, action + "ed", reason
-                )
             items = [(job, f"publish failed: {reason}") for job, reason in failed]
-            fn = queue.cancel_many if action == "cancel" else queue.stall_many
-            await self._until_redis(lambda: fn(items, "publish_failed"))
+            if cfg.on_failure == "cancel":
+                _log_jobs(logging.ERROR, "cancelled", items)
+                await self._until_redis(
+                    lambda: queue.cancel_many(items, "publish_failed")
+                )
+            else:
+                _log_jobs(logging.ERROR, "stalled", items)
+                await self._until_redis(
+                    lambda: queue.stall_many(items, "publish_failed")
+                )
 
     # Background duties -------------------------------------------------------
 
@@ -621,6 +621,22 @@ class Glue:
             rate = (now["finished"] - last["finished"]) / max(t1 - t0, 1e-9)
             log.info("glue: %.0f jobs/s; %s", rate, json.dumps(now))
             last, t0 = now, t1
+
+
+def _log_jobs(level: int, verb: str, items: Sequence[tuple[Job, str]]) -> None:
+    """One log line per reason and batch, naming a few of the jobs: a broken
+    downstream fails thousands of jobs a second, and a line each would bury
+    everything else (the full list is in fastpush.errors:<q>)."""
+    if not log.isEnabledFor(level):
+        return
+    by_reason: dict[str, list[str]] = {}
+    for job, reason in items:
+        by_reason.setdefault(reason, []).append(job.id)
+    for reason, ids in by_reason.items():
+        sample = ", ".join(ids[:3]) + (
+            f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        )
+        log.log(level, "%d job(s) %s: %s (%s)", len(ids), verb, reason, sample)
 
 
 # In-process, inside `fastpush serve` -----------------------------------------

@@ -107,3 +107,25 @@ def test_tee_succeeds_only_when_every_publisher_did(run: Any) -> None:
         await asyncio.sleep(0)
 
     run(go())
+
+
+def test_in_process_publish_may_be_a_plain_function(run: Any) -> None:
+    got: list[str] = []
+
+    def publish(channel: str, body: bytes, *a: Any) -> None:
+        got.append(channel)
+
+    class Server:
+        async def __call__(self, channel: str, body: bytes, *a: Any) -> None:
+            got.append("async:" + channel)
+
+    async def go() -> None:
+        assert await InProcessPublisher(publish).publish([Message(("a",), b"")]) == [
+            None
+        ]
+        assert await InProcessPublisher(Server()).publish([Message(("b",), b"")]) == [
+            None
+        ]
+
+    run(go())
+    assert got == ["a", "async:b"]
