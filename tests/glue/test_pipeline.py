@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastpush.pipeline import (
     AnonymizeMixin,
@@ -188,3 +190,53 @@ def test_a_pipeline_without_publisher_says_so() -> None:
 def test_message_only_keeps_body_and_event() -> None:
     m = Message(("a", "b"), b"x", "id1", "t")
     assert m.only(("b",)) == Message(("b",), b"x", "id1", "t")
+
+
+class _Unfused(DefaultPipeline):
+    def clean(self, data: Any) -> Any:  # any override turns the one-pass path off
+        return super().clean(data)
+
+
+_ids = st.one_of(st.integers(-(10**12), 10**12), st.text(min_size=0, max_size=12))
+_posts = st.fixed_dictionaries(
+    {
+        "id": _ids,
+        "forum": _ids,
+        "thread": _ids,
+        "message": st.one_of(st.none(), st.text()),
+    },
+    optional={
+        "author": st.one_of(
+            _ids,
+            st.none(),
+            st.fixed_dictionaries(
+                {"id": st.one_of(_ids, st.none()), "name": st.text()}
+            ),
+        ),
+        "author_name": st.one_of(st.none(), st.text()),
+        "action": st.sampled_from(["create", "update", "delete", "bogus"]),
+        "created_at": st.one_of(st.floats(allow_nan=False), st.text()),
+        "parent": st.one_of(st.none(), st.integers()),
+        "email": st.text(),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_posts)
+def test_the_one_pass_default_pipeline_matches_the_hook_chain(
+    post: dict[str, Any],
+) -> None:
+    raw = json.dumps(post).encode()
+    fast, slow = (
+        DefaultPipeline(publisher=RecordingPublisher()),
+        _Unfused(publisher=RecordingPublisher()),
+    )
+    assert fast._fused and not slow._fused
+    try:
+        expected = slow.process(raw)
+    except BadInput:
+        with pytest.raises(BadInput):
+            fast.process(raw)
+        return
+    assert fast.process(raw) == expected
