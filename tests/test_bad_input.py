@@ -298,6 +298,21 @@ def test_unknown_method_split_across_writes_is_405(srv, cut: int) -> None:
     assert headers["allow"] == "GET, POST, PUT, DELETE"
 
 
+def test_unknown_method_right_after_a_body_is_405(srv) -> None:
+    # The second request line starts right after the first body's last byte.
+    ch = channel()
+    with srv.client() as c:
+        c.send(
+            build_request("POST", f"/pub?id={ch}", b"one")
+            + build_request("FOO", "/pub?id=x")
+        )
+        first, headers, _ = c.read_head()
+        body = json.loads(c.read_exactly(int(headers["content-length"])))
+        second, headers, _ = c.read_head()
+    assert (first, body["published_messages"]) == (200, 1)
+    assert (second, headers["allow"]) == (405, "GET, POST, PUT, DELETE")
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, build_request
+from fastpush.testing import RawClient, ServerProcess, build_request, ws_frame
 
 LIMIT_K = 64
 CONFIG = f"""
@@ -54,17 +54,26 @@ def message(ch: str, seq: int) -> bytes:
     return head + b"." * (MESSAGE_SIZE - len(head))
 
 
-def stalled_subscriber(server: ServerProcess, path: str) -> RawClient:
-    """A streaming subscriber with a tiny receive buffer that reads its
-    response head and then nothing."""
+def small_client(server: ServerProcess) -> RawClient:
+    """A client whose socket has a tiny receive buffer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(10.0)
     sock.connect((server.host, server.port))
     c = RawClient.__new__(RawClient)
     c.sock, c.buf = sock, b""
-    c.send(build_request("GET", path))
-    assert c.read_head()[0] == 200
+    return c
+
+
+def stalled_subscriber(server: ServerProcess, path: str) -> RawClient:
+    """A subscriber with a tiny receive buffer that reads its response head
+    and then nothing."""
+    c = small_client(server)
+    if path.startswith("/ws/"):
+        assert c.websocket(path)[0] == 101
+    else:
+        c.send(build_request("GET", path))
+        assert c.read_head()[0] == 200
     return c
 
 
@@ -265,6 +274,49 @@ def test_twenty_stalled_subscribers_do_not_stop_other_channels_or_grow_memory(
     bound = 20 * LIMIT_K * 1024 + (16 << 20)
     assert published_to_a * 20 > 2 * bound  # the check can tell the difference
     assert after - before < bound, (after - before, bound)
+
+
+@pytest.mark.parametrize("mode", ["sub", "ev", "ws"])
+def test_stalled_subscriber_of_each_mode_is_cut(srv, closing, mode: str) -> None:
+    ch = channel()
+    stalled = closing.enter_context(stalled_subscriber(srv, f"/{mode}/{ch}"))
+    pub = Publisher(srv)
+    closing.enter_context(pub.c)
+    seq = 0
+    while pub.post(ch, message(ch, seq))["subscribers"] != 0:
+        seq += 1
+        assert pub.sent < MAX_PUBLISHED, "stalled subscriber was never cut"
+    _, closed = drain(stalled)
+    assert closed
+
+
+def test_ping_flood_from_a_client_that_does_not_read_is_cut(srv, closing) -> None:
+    # Every ping queues a pong the client never reads: the pongs are output
+    # like any other and count against the same limit.
+    ch = channel()
+    c = closing.enter_context(small_client(srv))
+    assert c.websocket(f"/ws/{ch}")[0] == 101
+    pub = Publisher(srv)
+    closing.enter_context(pub.c)
+    burst = ws_frame(b"p" * 125, 9) * 256
+    sent = 0
+    try:
+        while pub.info(ch)["subscribers"] != 0:
+            c.send(burst)
+            sent += len(burst)
+            assert sent < MAX_PUBLISHED, "ping flood was never cut"
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # cut while we were still sending
+    deadline = time.monotonic() + 10
+    while pub.info(ch)["subscribers"] != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # The server is fine: a new subscriber of the channel gets messages.
+    with srv.client() as again:
+        again.send(build_request("GET", f"/sub/{ch}"))
+        assert again.read_head()[0] == 200
+        pub.post(ch, b"after the flood")
+        assert again.read_chunk() == b"after the flood"
 
 
 @pytest.mark.parametrize("path", ["/sub/{}", "/ev/{}", "/ws/{}", "/lp/{}"])
