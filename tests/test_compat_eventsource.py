@@ -271,7 +271,6 @@ def test_eventsource_event_id_and_type_come_as_chunks_before_the_data(basic) -> 
     assert head + got == EVENT_STREAM_HEAD + body
 
 
-@pytest.mark.xfail(strict=True, reason="empty Event-Id/Event-Type are taken as absent")
 def test_eventsource_empty_event_headers_give_empty_fields(basic) -> None:
     c, head = subscribe(basic, "/ev/ee2")
     with c:
@@ -351,7 +350,6 @@ def test_eventsource_deleted_channel_message_then_end(basic) -> None:
     assert head + got == EVENT_STREAM_HEAD + body
 
 
-@pytest.mark.xfail(strict=True, reason="eventsource ping is the ping text, not -1")
 def test_eventsource_ping_is_a_comment_line_with_minus_one(timers) -> None:
     c, head = timers["/ev-ping/e4"]
     body = chunks(b": \n", b": -1\n", b": -1\n")

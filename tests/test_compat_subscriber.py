@@ -500,7 +500,6 @@ def test_percent_encoded_path_reaches_the_unescaped_channel(basic) -> None:
     assert head + got == stream_head() + chunk(b"x")
 
 
-@pytest.mark.xfail(strict=True, reason="the channel id in the path is unescaped once")
 def test_channel_id_in_the_path_is_unescaped_again_after_the_uri(basic) -> None:
     publish(basic, "sp%20ace2", b"x")
     c, head = subscribe(basic, req("GET", "/sub/sp%2520ace2.b1"))
