@@ -58,6 +58,8 @@ def _sub(name: str, mode: str, **kw: object) -> str:
 # the largest padding configured in any location.
 BASIC = (
     '[settings]\nshared_memory_size = "32M"\n\n'
+    '[[locations]]\npath = "/channels-stats"\nrole = "channels_statistics"\n'
+    'channels_path = "$arg_id"\n\n'
     '[[locations]]\npath = "/pub-store"\nrole = "publisher"\n'
     'channels_path = "$arg_id"\nstore_messages = true\n\n'
     '[[locations]]\npath = "/pub-admin"\nrole = "publisher"\nmode = "admin"\n'
@@ -417,3 +419,60 @@ def test_eventsource_padding_is_colons_and_a_newline(basic) -> None:
         body = chunks(b": \n", b":" * 299 + b"\n", b"data: abc\n\n", b":" * 99 + b"\n")
         got = read_bytes(c, len(body))
     assert head + got == EVENT_STREAM_HEAD + body
+
+
+def _polled_head(content_type: bytes, last_modified: bytes, tag: int) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
+        b"Last-Modified: " + last_modified + b"\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+        + NO_CACHE
+        + b"Etag: W/%d\r\n\r\n" % tag
+    )
+
+
+def _last(srv: ServerProcess, ch: str) -> tuple[bytes, int]:
+    """(time, tag) of the newest message of ch, through a templated poll."""
+    raw = exchange(srv, req("GET", f"/poll-tpl/{ch}.b1"))
+    m = re.search(rb'"tag":(\d+),"time":"([^"]*)"', raw)
+    assert m is not None, raw
+    return m.group(2), int(m.group(1))
+
+
+@pytest.mark.xfail(strict=True, reason="switched modes render plain messages")
+def test_eventsource_location_switched_to_polling_renders_events_as_text(
+    basic,
+) -> None:
+    publish(basic, "evm", b"e-msg", "Event-Id: i1\r\nEvent-Type: t1\r\n")
+    when, tag = _last(basic, "evm")
+    raw = req("GET", "/ev/evm.b1", None, "X-Nginx-PushStream-Mode: polling\r\n")
+    assert (
+        exchange(basic, raw)
+        == _polled_head(b"text/plain", when, tag)
+        + chunks(b": \n", b"id: i1\n", b"event: t1\n", b"data: e-msg\n\n")
+        + b"0\r\n\r\n"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="switched modes render plain messages")
+def test_eventsource_location_switched_to_long_polling_keeps_the_event_stream_type(
+    basic,
+) -> None:
+    c = basic.client(timeout=3.0)
+    c.send(req("GET", "/ev/evm2", None, "X-Nginx-PushStream-Mode: long-polling\r\n"))
+    with c:
+        deadline = time.monotonic() + 3.0
+        while b'"subscribers": 1}' not in exchange(
+            basic, req("GET", "/channels-stats?id=evm2")
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        publish(basic, "evm2", b"lp", "Event-Id: i2\r\n")
+        actual = strip_volatile(read_response(c))
+    when, tag = _last(basic, "evm2")
+    assert (
+        actual
+        == _polled_head(b"text/event-stream; charset=utf-8", when, tag)
+        + chunks(b": \n", b"id: i2\n", b"data: lp\n\n")
+        + b"0\r\n\r\n"
+    )
