@@ -84,6 +84,7 @@ channels_path = "$arg_id"
 
 LIMITS = """
 [settings]
+max_channel_id_length = 10
 max_number_of_channels = 3
 max_number_of_wildcard_channels = 2
 wildcard_channel_prefix = "bd_"
@@ -695,6 +696,17 @@ def test_wildcard_channels_are_counted_apart() -> None:
         actual, stamp, uptime = clock.get("/channels-stats?id=ALL")
         infos = [info(ch, 1, 1, 0) for ch in ("c1", "c2", "c3", "bd_1", "bd_2")]
         assert actual == ok(json_group(stamp, uptime, 3, infos, wild=2))
+
+
+@pytest.mark.xfail(strict=True, reason="statistics do not check the id length")
+def test_channel_id_longer_than_max_is_400() -> None:
+    with started(LIMITS) as (srv, _):
+        assert exchange(srv, req("GET", "/channels-stats?id=abcdefghijk")) == (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+            b"Connection: keep-alive\r\n"
+            + NO_CACHE
+            + b"X-Nginx-PushStream-Explain: Channel id is too large.\r\n\r\n"
+        )
 
 
 # -- the events channel ----------------------------------------------------------
