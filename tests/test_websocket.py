@@ -521,3 +521,79 @@ def test_any_split_of_valid_frames_yields_the_same_messages(srv, seq, data) -> N
         texts = [p for op, p in expected if op == TEXT]
         assert [read_frame(reader)[2] for _ in texts] == texts
         sync(writer, b"end")
+
+
+# -- hypothesis: arbitrary client bytes never take the server down -------------------
+
+
+@st.composite
+def client_streams(draw) -> bytes:
+    """Random bytes, or valid frames with a few bytes changed."""
+    if draw(st.booleans()):
+        return draw(st.binary(min_size=1, max_size=600))
+    wire, _ = draw(frame_sequences())
+    data = bytearray(wire)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def parse_server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split what the server sent into frames; each must be well formed."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        assert len(data) - pos >= 2, data[pos:]
+        b0, b1 = data[pos], data[pos + 1]
+        assert b0 & 0x80 and not b0 & 0x70 and not b1 & 0x80, data[pos : pos + 2]
+        n, pos = b1 & 0x7F, pos + 2
+        if n == 126:
+            n, pos = struct.unpack("!H", data[pos : pos + 2])[0], pos + 2
+        elif n == 127:
+            n, pos = struct.unpack("!Q", data[pos : pos + 8])[0], pos + 8
+        assert pos + n <= len(data), "truncated frame"
+        frames.append((b0 & 0x0F, data[pos : pos + n]))
+        pos += n
+    return frames
+
+
+@pytest.fixture(scope="module")
+def ws_live(srv) -> Iterator[tuple[RawClient, str]]:
+    """A websocket subscriber kept open for the whole module."""
+    ch = channel()
+    c = ws_open(srv, f"/ws/{ch}")
+    yield c, ch
+    c.close()
+
+
+_live_round = iter(range(1 << 30))
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=client_streams())
+def test_arbitrary_client_bytes_never_take_the_server_down(srv, ws_live, data) -> None:
+    ch = channel()
+    with ws_open(srv, f"/wsp/{ch}") as c:
+        c.send(data)
+        # End of input: whatever the frames were, the server must close.
+        c.sock.shutdown(socket.SHUT_WR)
+        out = c.buf
+        c.sock.settimeout(5.0)
+        try:
+            while chunk := c.sock.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+    frames = parse_server_frames(out)
+    assert all(op in (TEXT, BINARY, CLOSE, PONG) for op, _ in frames), frames
+    assert [op for op, _ in frames].count(CLOSE) <= 1
+    # The server still serves: a publish reaches a long-lived subscriber.
+    live, live_ch = ws_live
+    token = b"alive %d" % next(_live_round)
+    publish(srv, live_ch, token)
+    assert read_frame(live) == (0x80 | TEXT, len(token), token)
