@@ -364,7 +364,36 @@ async def embedded_server(port: int) -> tuple[Any, Any, Any]:
     return app, server, publish
 
 
+class GCWatch:
+    """Pauses of Python's cyclic collector in this process: with a message
+    store of hundreds of thousands of objects, a full collection stops the
+    loop for a while, and that shows in the latency tail."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t0))
+
+    def summary(self) -> dict[str, Any]:
+        full = [p for g, p in self.pauses if g == 2]
+        return {
+            "collections": len(self.pauses),
+            "full": len(full),
+            "max_pause_ms": round(
+                max((p for _, p in self.pauses), default=0) * 1000, 1
+            ),
+            "total_ms": round(sum(p for _, p in self.pauses) * 1000, 1),
+        }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import gc
+
     import uvloop
 
     from fastpush.glue import Glue, GlueConfig, load_pipeline
@@ -473,8 +502,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             else:
                 tally.__init__()  # type: ignore[misc]
+            watch = GCWatch()
+            gc.callbacks.append(watch)
+            if args.gc == "off":  # diagnosis only: what the collector costs
+                gc.disable()
             p1 = await phase(args.jobs)
             out["throughput"] = p1["result"]
+            out["throughput"]["gc"] = watch.summary()
+            watch.pauses.clear()
             out["glue_stats"] = p1["glue"].stats.as_dict()
             rate = args.latency_rate or max(1.0, out["throughput"]["jobs_per_s"] / 2)
             if args.latency_seconds > 0:
@@ -501,7 +536,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         None, ask, here, ("wait", expected, 10.0)
                     )
                 lat = got["latencies"]
+                gc.callbacks.remove(watch)
                 out["latency"] = {
+                    "gc": watch.summary(),
                     "rate": round(rate),
                     "seconds": args.latency_seconds,
                     "received": got["count"],
@@ -583,6 +620,12 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--profile", metavar="FILE", help="cProfile this process to FILE")
+    ap.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        default="on",
+        help="off: disable Python's cyclic GC while measuring (diagnosis only)",
+    )
     args = ap.parse_args()
     if args.target is None:
         try:

@@ -154,6 +154,8 @@ class GlueConfig:
             raise GlueConfigError(f"glue.on_failure: one of {', '.join(ON_FAILURE)}")
         if not isinstance(self.pipeline_options, Mapping):
             raise GlueConfigError("glue.pipeline_options: expected a table")
+        if self.batch > 1000:  # Lua unpack() of a claim's ids has a stack limit
+            raise GlueConfigError("glue.batch: at most 1000")
         self.batch = min(self.batch, self.concurrency)
 
     @property

@@ -58,6 +58,7 @@ def test_flags_override_the_toml_table(tmp_path: Path) -> None:
         ({"concurrency": 0}, "concurrency"),
         ({"retries": -1}, "retries"),
         ({"lease": "long"}, "lease"),
+        ({"batch": 5000}, "batch"),
     ],
 )
 def test_bad_settings_are_refused(table: dict[str, Any], why: str) -> None:
