@@ -132,6 +132,8 @@ def make_server(
         else common.fastpush_command()
     )
     argv = cmd + ["serve", "--listen", listen]
+    if args.fastpush_config:
+        argv += ["--config", os.path.abspath(args.fastpush_config)]
     if args.workers != 1:
         argv += ["--workers", str(args.workers)]
     env = dict(os.environ)
@@ -407,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="command that runs the fastpush CLI (default: fastpush, "
         "else python -m fastpush)",
+    )
+    ap.add_argument(
+        "--fastpush-config",
+        default="",
+        help="TOML file for fastpush serve --config (--listen still overrides)",
     )
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--subscribers", type=int, default=10000)
