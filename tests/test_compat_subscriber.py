@@ -540,13 +540,6 @@ def test_connection_is_closed_after_a_deleted_channel_ends_the_stream(basic) -> 
     assert head + got == stream_head() + chunk(b"Channel deleted") + b"0\r\n\r\n"
 
 
-def test_subscriber_connection_ttl_ends_the_stream_with_the_footer(timers) -> None:
-    c, head = timers["/sub-ttl/h2"]
-    body = chunk(b"H") + chunk(b"F") + b"0\r\n\r\n"
-    got = read_bytes(c, len(body), timeout=4.0)
-    assert head + got == stream_head() + body
-
-
 def test_deleted_channel_message_is_rendered_with_id_minus_2_and_epoch_time(
     basic,
 ) -> None:
@@ -595,22 +588,6 @@ def test_deleting_two_channels_at_once_sends_two_deleted_messages(basic) -> None
         delete(basic, "h7/h8")
         got = read_bytes(c, len(body))
     assert head + got == stream_head() + body
-
-
-def test_ping_is_the_ping_text_through_the_message_template(timers) -> None:
-    ping = chunk(
-        b'{"id":-1,"channel":"","text":" ","tag":0,"time":"%s","eventid":"",'
-        b'"eventtype":"","size":1}' % EPOCH
-    )
-    c, head = timers["/sub-ping/p1"]
-    got = read_bytes(c, 2 * len(ping), timeout=4.0)
-    assert head + got == stream_head() + ping * 2
-
-
-def test_ping_with_the_default_template_is_the_ping_text(timers) -> None:
-    c, head = timers["/sub-ping-def/p2"]
-    got = read_bytes(c, 2 * len(chunk(b" ")), timeout=4.0)
-    assert head + got == stream_head() + chunk(b" ") * 2
 
 
 # -- resume: If-Modified-Since, If-None-Match, Last-Event-Id --------------------------
@@ -1076,19 +1053,6 @@ def test_websocket_on_two_channels_closes_when_the_last_is_deleted(basic) -> Non
     assert head + got == WS_101 + text_frame(b"Channel deleted") + body
 
 
-def test_websocket_ping_is_an_empty_ping_frame(timers) -> None:
-    c, head = timers["/ws-ping/w6"]
-    got = read_bytes(c, 4, timeout=4.0)
-    assert head + got == WS_101 + b"\x89\x00" * 2
-
-
-def test_websocket_connection_ttl_sends_a_close_frame_and_closes(timers) -> None:
-    c, head = timers["/ws-ttl/w7"]
-    got = read_bytes(c, 2, timeout=4.0)
-    assert head + got == WS_101 + b"\x88\x00"
-    assert c.closed_by_peer()
-
-
 def test_websocket_client_ping_is_answered_with_a_pong_echoing_its_payload(
     basic,
 ) -> None:
@@ -1338,3 +1302,42 @@ def test_websocket_limits_come_as_close_frames(limits) -> None:
                 assert head == WS_101
                 got = read_bytes(c, 2 + len(payload))
             assert got == b"\x88" + bytes([len(payload)]) + payload
+
+
+# -- timers (last, so that their waiting overlaps the tests above) ----------
+
+
+def test_subscriber_connection_ttl_ends_the_stream_with_the_footer(timers) -> None:
+    c, head = timers["/sub-ttl/h2"]
+    body = chunk(b"H") + chunk(b"F") + b"0\r\n\r\n"
+    got = read_bytes(c, len(body), timeout=4.0)
+    assert head + got == stream_head() + body
+
+
+def test_ping_is_the_ping_text_through_the_message_template(timers) -> None:
+    ping = chunk(
+        b'{"id":-1,"channel":"","text":" ","tag":0,"time":"%s","eventid":"",'
+        b'"eventtype":"","size":1}' % EPOCH
+    )
+    c, head = timers["/sub-ping/p1"]
+    got = read_bytes(c, 2 * len(ping), timeout=4.0)
+    assert head + got == stream_head() + ping * 2
+
+
+def test_ping_with_the_default_template_is_the_ping_text(timers) -> None:
+    c, head = timers["/sub-ping-def/p2"]
+    got = read_bytes(c, 2 * len(chunk(b" ")), timeout=4.0)
+    assert head + got == stream_head() + chunk(b" ") * 2
+
+
+def test_websocket_ping_is_an_empty_ping_frame(timers) -> None:
+    c, head = timers["/ws-ping/w6"]
+    got = read_bytes(c, 4, timeout=4.0)
+    assert head + got == WS_101 + b"\x89\x00" * 2
+
+
+def test_websocket_connection_ttl_sends_a_close_frame_and_closes(timers) -> None:
+    c, head = timers["/ws-ttl/w7"]
+    got = read_bytes(c, 2, timeout=4.0)
+    assert head + got == WS_101 + b"\x88\x00"
+    assert c.closed_by_peer()
