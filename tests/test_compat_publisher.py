@@ -637,3 +637,50 @@ def test_wildcard_channels_have_their_own_limit(limits) -> None:
     assert exchange(limits, req("POST", "/pub?id=bd_3", b"x")) == empty(
         b"403 Forbidden", explain("Number of channels were exceeded.")
     )
+
+
+def test_encoded_slash_in_the_id_argument_publishes_to_two_channels(fresh) -> None:
+    # the argument is unescaped to "a/b", which is then split into channels
+    started = time.time()
+    t0 = time.time()
+    actual = exchange(fresh, req("POST", "/pub-store?id=a%2Fb", b"x"))
+    t1 = time.time()
+    assert actual == group(
+        started, t0, t1, actual, 2, [info("a", 1, 1), info("b", 1, 1)]
+    )
+
+
+# nginx "ttl" configuration of the captures, with shorter times.
+TTL = """
+[settings]
+message_ttl = "1s"
+channel_inactivity_time = "1s"
+
+[[locations]]
+path = "/pub"
+role = "publisher"
+mode = "admin"
+channels_path = "$arg_id"
+store_messages = true
+
+[[locations]]
+regex = "^/poll/(.*)$"
+role = "subscriber"
+mode = "polling"
+channels_path = "$1"
+"""
+
+
+def test_expired_message_and_then_its_idle_channel_are_removed() -> None:
+    # push-stream removes them from cleanup timers (up to ~5 s late); the
+    # contract is only that both are gone after that: 404 for the channel.
+    with ServerProcess(TTL) as srv:
+        assert exchange(srv, req("POST", "/pub?id=t1", b"short-lived")) == ok(
+            info("t1", 1, 1)
+        )
+        first = exchange(srv, req("GET", "/poll/t1.b1"))
+        assert first.endswith(b"\r\n\r\nb\r\nshort-lived\r\n0\r\n\r\n"), first
+        deadline = time.monotonic() + 1 + 1 + 5
+        while exchange(srv, req("GET", "/pub?id=t1")) != empty(b"404 Not Found"):
+            assert time.monotonic() < deadline, "channel t1 never removed"
+            time.sleep(0.1)
