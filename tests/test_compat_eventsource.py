@@ -27,7 +27,6 @@ TPL = (
     '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
     '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
 )
-EPOCH = b"Thu, 01 Jan 1970 00:00:00 GMT"
 EVENT_STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
     b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n" + NO_CACHE + b"\r\n"
