@@ -473,6 +473,11 @@ class Glue:
                     owners.append(i)
             try:
                 outcomes = await self.pipeline.publish(flat)
+                if len(outcomes) != len(flat):
+                    raise PipelineError(
+                        f"publisher gave {len(outcomes)} outcomes "
+                        f"for {len(flat)} messages"
+                    )
             except Exception as exc:  # a broken publisher fails the lot
                 err = PublishError(f"{type(exc).__name__}: {exc}")
                 outcomes = [err] * len(flat)
