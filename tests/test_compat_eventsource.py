@@ -122,12 +122,12 @@ def read_response(c: RawClient) -> bytes:
 
 
 def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(raw)
         return strip_volatile(read_response(c))
 
 
-def read_bytes(c: RawClient, n: int, timeout: float = 3.0) -> bytes:
+def read_bytes(c: RawClient, n: int, timeout: float = 5.0) -> bytes:
     """n bytes, or whatever arrived before timeout or the close."""
     deadline = time.monotonic() + timeout
     while len(c.buf) < n:
@@ -147,7 +147,7 @@ def read_bytes(c: RawClient, n: int, timeout: float = 3.0) -> bytes:
 def subscribe(
     srv: ServerProcess, target: str, headers: str = ""
 ) -> tuple[RawClient, bytes]:
-    c = srv.client(timeout=3.0)
+    c = srv.client(timeout=5.0)
     c.send(req("GET", target, None, headers))
     return c, strip_volatile(c.read_head()[2])
 
@@ -443,10 +443,10 @@ def test_eventsource_location_switched_to_polling_renders_events_as_text(
 def test_eventsource_location_switched_to_long_polling_keeps_the_event_stream_type(
     basic,
 ) -> None:
-    c = basic.client(timeout=3.0)
+    c = basic.client(timeout=5.0)
     c.send(req("GET", "/ev/evm2", None, "X-Nginx-PushStream-Mode: long-polling\r\n"))
     with c:
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + 5.0
         while b'"subscribers": 1}' not in exchange(
             basic, req("GET", "/channels-stats?id=evm2")
         ):

@@ -158,7 +158,7 @@ def read_response(c: RawClient) -> bytes:
 
 
 def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(raw)
         return strip_volatile(read_response(c))
 
@@ -182,9 +182,9 @@ def delete(srv: ServerProcess, ch: str) -> None:
 def waiting(srv: ServerProcess, target: str, ch: str, headers: str = "") -> RawClient:
     """A long-polling request, returned once the server counts it as a
     subscriber of ch (so a publish after this reaches it)."""
-    c = srv.client(timeout=3.0)
+    c = srv.client(timeout=5.0)
     c.send(req("GET", target, None, headers))
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         answer = exchange(srv, req("GET", f"/channels-stats?id={ch}"))
         if b'"subscribers": 1}' in answer:
@@ -285,7 +285,7 @@ def timers(basic, limits) -> Iterator[dict[str, tuple[RawClient, float]]]:
         (limits, "/lp-tpl/to2"),
         (limits, "/lp-cb/to3?callback=cb"),
     ):
-        c = srv.client(timeout=3.0)
+        c = srv.client(timeout=5.0)
         opened[target] = (c, time.time())
         c.send(req("GET", target))
     yield opened
@@ -361,7 +361,7 @@ def test_polling_304_sends_no_header_or_footer(basic, pl1) -> None:
 
 def test_polling_http10_is_not_chunked_and_closes(basic, pl1) -> None:
     (t2, tag2) = pl1[1]
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(b"GET /poll/pl1.b1 HTTP/1.0\r\nHost: localhost\r\n\r\n")
         got = strip_volatile(c.read_all())
     assert got == (
@@ -476,10 +476,10 @@ def test_long_polling_sends_header_and_footer_templates(basic) -> None:
 
 
 def test_long_polling_http10_is_not_chunked_and_closes(basic) -> None:
-    c = basic.client(timeout=3.0)
+    c = basic.client(timeout=5.0)
     c.send(b"GET /lp/l5 HTTP/1.0\r\nHost: localhost\r\n\r\n")
     with c:
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + 5.0
         while b'"subscribers": 1}' not in exchange(
             basic, req("GET", "/channels-stats?id=l5")
         ):
@@ -556,10 +556,10 @@ def test_long_polling_several_channels_resume_after_validators(basic, lm) -> Non
 
 
 def test_long_polling_several_channels_wakes_on_any_of_them(basic, lm) -> None:
-    c = basic.client(timeout=3.0)
+    c = basic.client(timeout=5.0)
     c.send(req("GET", "/lp-tpl/lm1/lm2"))
     with c:
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + 5.0
         while b'"subscribers": 1}' not in exchange(
             basic, req("GET", "/channels-stats?id=lm2")
         ):
@@ -646,10 +646,10 @@ def test_long_polling_deleted_channel_with_header_and_footer(basic) -> None:
 
 
 def test_long_polling_is_finished_by_the_first_deleted_channel(basic) -> None:
-    c = basic.client(timeout=3.0)
+    c = basic.client(timeout=5.0)
     c.send(req("GET", "/lp-tpl/ld3/ld4"))
     with c:
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + 5.0
         while b'"subscribers": 1}' not in exchange(
             basic, req("GET", "/channels-stats?id=ld4")
         ):
@@ -730,7 +730,7 @@ def test_jsonp_polling_without_news_is_304_javascript(basic, jp) -> None:
 
 
 def test_streaming_ignores_the_callback(basic, jp) -> None:
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(req("GET", "/sub/jp.b1?callback=foo"))
         head = strip_volatile(c.read_head()[2])
         got = c.read_exactly(len(chunk(b"j2")))

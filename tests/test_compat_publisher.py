@@ -168,7 +168,7 @@ def read_response(c: RawClient) -> bytes:
 
 def exchange(srv: ServerProcess, raw: bytes) -> bytes:
     """Send raw on a new connection; the first response without Date/Server."""
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(raw)
         return strip_volatile(read_response(c))
 
@@ -288,7 +288,7 @@ def test_event_id_and_type_headers_do_not_change_the_answer(basic) -> None:
 
 
 def test_http10_publish_answers_connection_close_and_closes(basic) -> None:
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             b"POST /pub?id=h10 HTTP/1.0\r\nHost: localhost\r\nContent-Length: 6\r\n\r\n"
             b"http10"
@@ -300,7 +300,7 @@ def test_http10_publish_answers_connection_close_and_closes(basic) -> None:
 
 
 def test_connection_close_publish_answers_connection_close_and_closes(basic) -> None:
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(req("POST", "/pub?id=cc1", b"closing", "Connection: close\r\n"))
         assert strip_volatile(read_response(c)) == ok(
             info("cc1", 1, 0), connection=b"close"
@@ -349,7 +349,7 @@ def test_channel_info_on_publish_off_answers_empty_200(basic) -> None:
 
 
 def test_pipelined_requests_are_answered_in_order_on_one_connection(basic) -> None:
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             req("POST", "/pub?id=ka1", b"a")
             + req("POST", "/pub?id=ka2", b"b")
@@ -366,7 +366,7 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(basic) -> No
 
 
 def test_gzip_compresses_channel_info_into_a_chunked_body() -> None:
-    with ServerProcess(GZIP) as srv, srv.client(timeout=3.0) as c:
+    with ServerProcess(GZIP) as srv, srv.client(timeout=5.0) as c:
         c.send(req("POST", "/pub-gzip?id=gz", b"zip", "Accept-Encoding: gzip\r\n"))
         status, headers, head = c.read_head()
         assert strip_volatile(head) == (
@@ -491,7 +491,7 @@ def test_missing_channel_id_is_400_and_the_body_is_discarded(basic) -> None:
     # nginx reads the unread body "x" as a new request and adds an HTML 400
     # with Connection: close; fastpush discards the body and keeps the
     # connection, so the next request is answered.
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             req("POST", "/pub", b"x")
             + req("POST", "/pub?id=", b"x")
@@ -505,7 +505,7 @@ def test_reserved_and_wildcard_channel_ids_are_forbidden(basic) -> None:
     forbidden = empty(
         b"403 Forbidden", explain("Channel id not authorized for this method.")
     )
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             req("POST", "/pub?id=ALL", b"x")
             + req("POST", "/pub?id=ch*", b"x")
@@ -529,7 +529,7 @@ def test_empty_post_still_creates_the_channel(basic) -> None:
 def test_body_over_client_max_body_size_is_413_and_closes(basic) -> None:
     # nginx answers with its HTML error page; fastpush with its own short
     # answer.  Status, Connection: close and the close itself are the contract.
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(req("POST", "/pub-small?id=big", b"x" * 20))
         status, headers, _ = c.read_head()
         assert (status, headers["connection"]) == (413, "close")
@@ -544,7 +544,7 @@ def test_body_of_exactly_client_max_body_size_is_published(basic) -> None:
 
 
 def test_unsupported_method_with_body_is_405_and_the_body_is_discarded(basic) -> None:
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             req("PATCH", "/pub?id=ch1", b"x")
             + req("PATCH", "/pub-admin?id=ch1", b"x")
@@ -596,7 +596,7 @@ def test_channel_id_longer_than_max_channel_id_length_is_400(limits) -> None:
     assert exchange(limits, req("POST", "/pub?id=abcdefghij", b"x")) == ok(
         info("abcdefghij", 1, 1)
     )
-    with limits.client(timeout=3.0) as c:
+    with limits.client(timeout=5.0) as c:
         c.send(
             req("POST", "/pub?id=abcdefghijk", b"x") + req("GET", "/pub?id=abcdefghijk")
         )
@@ -623,7 +623,7 @@ def test_max_number_of_channels_forbids_new_channels(limits) -> None:
             info(ch, 1, 1)
         )
     exceeded = empty(b"403 Forbidden", explain("Number of channels were exceeded."))
-    with limits.client(timeout=3.0) as c:
+    with limits.client(timeout=5.0) as c:
         c.send(req("POST", "/pub?id=c4", b"x") + req("GET", "/pub?id=c4"))
         got = [strip_volatile(read_response(c)) for _ in range(2)]
     assert got == [exceeded, empty(b"404 Not Found")]

@@ -197,7 +197,7 @@ def exchange(srv: ServerProcess, raw: bytes, version: bool = False) -> bytes:
     """The answer without Date and Server, and (unless version) without the
     X-Nginx-PushStream-Tag/Commit lines, which fastpush does not send yet:
     test_statistics_answers_carry_the_version_headers checks them."""
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(raw)
         answer = strip_volatile(read_response(c))
     return answer if version else answer.replace(VERSION, b"")
@@ -486,7 +486,7 @@ def test_statistics_answers_carry_the_version_headers(stats) -> None:
         + VERSION
         + b"\r\n"
     )
-    with started(GZIP) as (gz, _), gz.client(timeout=3.0) as c:
+    with started(GZIP) as (gz, _), gz.client(timeout=5.0) as c:
         c.send(req("GET", "/channels-stats-gzip", None, "Accept-Encoding: gzip\r\n"))
         head = strip_volatile(c.read_head()[2])
     assert head == (
@@ -524,7 +524,7 @@ def populated(stats) -> Iterator[tuple[ServerProcess, Clock]]:
     for ch, text in (("ch1", b"a"), ("ch1", b"b"), ("ch2", b"c"), ("prefix_1", b"d")):
         publish(srv, ch, text)
     publish(srv, "prefix_2", b"e")
-    sub = srv.client(timeout=3.0)
+    sub = srv.client(timeout=5.0)
     sub.send(req("GET", "/sub/ch1"))
     sub.read_head()
     with sub:
@@ -641,7 +641,7 @@ def test_methods_other_than_get_are_405(populated) -> None:
         + NO_CACHE
         + b"Allow: GET\r\n\r\n"
     )
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(req("POST", "/channels-stats", b"x") + req("HEAD", "/channels-stats"))
         got = [strip_volatile(read_response(c)) for _ in range(2)]
     assert got == [not_allowed, not_allowed]
@@ -649,10 +649,10 @@ def test_methods_other_than_get_are_405(populated) -> None:
 
 def test_subscriber_count_drops_when_the_subscriber_leaves(stats) -> None:
     srv, clock = stats
-    with srv.client(timeout=3.0) as sub:
+    with srv.client(timeout=5.0) as sub:
         sub.send(req("GET", "/sub/gone"))
         sub.read_head()
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 5.0
     while b'"subscribers": 0}' not in exchange(
         srv, req("GET", "/channels-stats?id=gone")
     ):
@@ -663,7 +663,7 @@ def test_subscriber_count_drops_when_the_subscriber_leaves(stats) -> None:
 
 
 def test_gzip_compresses_statistics() -> None:
-    with started(GZIP) as (srv, _), srv.client(timeout=3.0) as c:
+    with started(GZIP) as (srv, _), srv.client(timeout=5.0) as c:
         c.send(
             req("GET", "/channels-stats-gzip?id=ALL", None, "Accept-Encoding: gzip\r\n")
         )
@@ -739,7 +739,7 @@ def test_events_channel_is_closed_to_subscribers_and_publishers(events) -> None:
             + b"\r\n\r\n"
         )
 
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(
             req("GET", "/sub/events")
             + req("POST", "/pub?id=events", b"x")
@@ -817,7 +817,7 @@ def event_chunks(
 
 def _gone(srv: ServerProcess, ch: str) -> None:
     """Wait until ch has no subscriber left."""
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 5.0
     while b'"subscribers": 0}' not in exchange(
         srv, req("GET", f"/channels-stats?id={ch}")
     ):
@@ -826,15 +826,15 @@ def _gone(srv: ServerProcess, ch: str) -> None:
 
 
 def test_events_report_channel_life_and_every_subscription() -> None:
-    with started(EVENTS) as (srv, _), srv.client(timeout=3.0) as ev:
+    with started(EVENTS) as (srv, _), srv.client(timeout=5.0) as ev:
         t0 = time.time()
         ev.send(req("GET", "/ev-sub/events"))
         ev.read_head()
-        with srv.client(timeout=3.0) as c:  # creates c1
+        with srv.client(timeout=5.0) as c:  # creates c1
             c.send(req("GET", "/sub/c1"))
             c.read_head()
         _gone(srv, "c1")
-        with srv.client(timeout=3.0) as c:
+        with srv.client(timeout=5.0) as c:
             c.websocket("/ws/c1")
         _gone(srv, "c1")
         assert exchange(srv, req("DELETE", "/pub?id=c1")).startswith(b"HTTP/1.1 200")
@@ -854,9 +854,9 @@ def test_events_report_long_polling_subscriptions() -> None:
         ev.send(req("GET", "/ev-sub/events"))
         ev.read_head()
         publish(srv, "c2", b"x", path="/pub")  # channel_created, then the message
-        with srv.client(timeout=3.0) as c:
+        with srv.client(timeout=5.0) as c:
             c.send(req("GET", "/lp/c2"))
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + 5.0
             while b'"subscribers": 1}' not in exchange(
                 srv, req("GET", "/channels-stats?id=c2")
             ):
@@ -881,7 +881,7 @@ def test_events_of_a_subscriber_ended_by_its_ttl() -> None:
         t0 = time.time()
         ev.send(req("GET", "/ev-sub/events"))
         ev.read_head()
-        with srv.client(timeout=3.0) as c:
+        with srv.client(timeout=5.0) as c:
             c.send(req("GET", "/sub-ttl/c3"))
             c.read_head()
             raw = read_chunks(ev, 3)
@@ -898,11 +898,11 @@ def test_events_are_stored_and_can_be_polled() -> None:
     with started(EVENTS) as (srv, _):
         t0 = time.time()
         publish(srv, "c4", b"x", path="/pub")  # channel_created, then the message
-        with srv.client(timeout=3.0) as c:
+        with srv.client(timeout=5.0) as c:
             c.send(req("GET", "/sub/c4"))
             c.read_head()
         _gone(srv, "c4")
-        with srv.client(timeout=3.0) as ev:
+        with srv.client(timeout=5.0) as ev:
             ev.send(req("GET", "/ev-sub/events.b3"))
             ev.read_head()
             raw = read_chunks(ev, 3)

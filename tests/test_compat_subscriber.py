@@ -219,13 +219,13 @@ def read_response(c: RawClient) -> bytes:
     return raw + c.read_all()
 
 
-def exchange(srv: ServerProcess, raw: bytes, timeout: float = 3.0) -> bytes:
+def exchange(srv: ServerProcess, raw: bytes, timeout: float = 5.0) -> bytes:
     with srv.client(timeout=timeout) as c:
         c.send(raw)
         return strip_volatile(read_response(c))
 
 
-def read_bytes(c: RawClient, n: int, timeout: float = 3.0) -> bytes:
+def read_bytes(c: RawClient, n: int, timeout: float = 5.0) -> bytes:
     """n bytes, or whatever arrived before timeout or the close."""
     deadline = time.monotonic() + timeout
     while len(c.buf) < n:
@@ -244,7 +244,7 @@ def read_bytes(c: RawClient, n: int, timeout: float = 3.0) -> bytes:
 
 def subscribe(srv: ServerProcess, raw: bytes) -> tuple[RawClient, bytes]:
     """Open a streaming subscriber; returns the client and its response head."""
-    c = srv.client(timeout=3.0)
+    c = srv.client(timeout=5.0)
     c.send(raw)
     return c, strip_volatile(c.read_head()[2])
 
@@ -383,7 +383,7 @@ def test_streaming_sends_each_message_as_one_chunk(basic) -> None:
 
 
 def test_streaming_http10_is_not_chunked_and_answers_connection_close(basic) -> None:
-    c = basic.client(timeout=3.0)
+    c = basic.client(timeout=5.0)
     with c:
         c.send(b"GET /sub/s10 HTTP/1.0\r\nHost: localhost\r\n\r\n")
         head = strip_volatile(c.read_head()[2])
@@ -726,7 +726,7 @@ def test_subscriber_405_with_allowed_origins_puts_cors_before_no_cache(basic) ->
 
 def test_missing_channel_id_is_400_in_every_http_mode(basic) -> None:
     no_id = empty(b"400 Bad Request", explain("No channel id provided."))
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(req("GET", "/sub/") + req("GET", "/lp/") + req("GET", "/ev/"))
         got = [strip_volatile(read_response(c)) for _ in range(3)]
     assert got == [no_id] * 3
@@ -736,7 +736,7 @@ def test_reserved_and_wildcard_channel_ids_are_forbidden(basic) -> None:
     forbidden = empty(
         b"403 Forbidden", explain("Channel id not authorized for this method.")
     )
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         for path in ("/sub/ALL", "/sub/a*b", "/sub/ok/ALL", "/poll/ALL"):
             c.send(req("GET", path))
         got = [strip_volatile(read_response(c)) for _ in range(4)]
@@ -745,7 +745,7 @@ def test_reserved_and_wildcard_channel_ids_are_forbidden(basic) -> None:
 
 def test_methods_other_than_get_are_405_and_bodies_discarded(basic) -> None:
     not_allowed = empty(b"405 Not Allowed", b"Allow: GET\r\n")
-    with basic.client(timeout=3.0) as c:
+    with basic.client(timeout=5.0) as c:
         c.send(
             req("POST", "/sub/e1", b"x")
             + req("PUT", "/sub/e1", b"x")
@@ -880,7 +880,7 @@ def test_user_agent_for_padding_from_a_query_argument(basic) -> None:
 
 def test_channel_id_longer_than_max_is_400_for_subscribers(limits) -> None:
     too_long = empty(b"400 Bad Request", explain("Channel id is too large."))
-    with limits.client(timeout=3.0) as c:
+    with limits.client(timeout=5.0) as c:
         c.send(req("GET", "/sub/abcdefghijk") + req("GET", "/poll/ok/abcdefghijk"))
         got = [strip_volatile(read_response(c)) for _ in range(2)]
     assert got == [too_long, too_long]
@@ -913,7 +913,7 @@ def test_ping_message_text_setting(limits) -> None:
     )
     c, head = subscribe(limits, req("GET", "/sub-ping/pg"))
     with c:
-        got = read_bytes(c, len(ping), timeout=3.0)
+        got = read_bytes(c, len(ping), timeout=5.0)
     assert head + got == stream_head() + ping
 
 
@@ -921,7 +921,7 @@ def test_subscriber_cannot_create_channels_over_max_number_of_channels(limits) -
     exceeded = empty(b"403 Forbidden", explain("Number of channels were exceeded."))
     for ch in ("c1", "c2", "c3"):
         exchange(limits, req("POST", f"/pub?id={ch}", b"x"))
-    with limits.client(timeout=3.0) as c:
+    with limits.client(timeout=5.0) as c:
         c.send(req("GET", "/sub/c4") + req("GET", "/poll/c4"))
         got = [strip_volatile(read_response(c)) for _ in range(2)]
     assert got == [exceeded, exceeded]
@@ -969,7 +969,7 @@ def test_authorized_channels_only_exempts_wildcard_channels(limits) -> None:
 def ws_open(
     srv: ServerProcess, target: str, headers: str = ""
 ) -> tuple[RawClient, bytes]:
-    c = srv.client(timeout=3.0)
+    c = srv.client(timeout=5.0)
     c.send(ws_req(target, headers))
     return c, c.read_until(b"\r\n\r\n")
 
@@ -1233,7 +1233,7 @@ def test_websocket_handshake_without_mandatory_headers_is_400_and_closes(basic) 
         "Sec-WebSocket-Version: 13\r\n",
         "",
     ):
-        with basic.client(timeout=3.0) as c:
+        with basic.client(timeout=5.0) as c:
             c.send(req("GET", "/ws/we1", None, headers))
             got = strip_volatile(read_response(c))
             assert got == empty(b"400 Bad Request", MANDATORY, b"close"), headers

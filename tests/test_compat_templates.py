@@ -100,7 +100,7 @@ def read_response(c: RawClient) -> bytes:
 
 
 def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=3.0) as c:
+    with srv.client(timeout=5.0) as c:
         c.send(raw)
         return strip_volatile(read_response(c))
 
@@ -111,7 +111,7 @@ def publish(srv: ServerProcess, ch: str, body: bytes, headers: str = "") -> None
 
 
 def subscribe(srv: ServerProcess, target: str) -> tuple[RawClient, bytes]:
-    c = srv.client(timeout=3.0)
+    c = srv.client(timeout=5.0)
     c.send(req("GET", target))
     return c, strip_volatile(c.read_head()[2])
 
