@@ -104,6 +104,7 @@ cdef class Hub:
         public uint32_t clock           # whole seconds, advanced by tick()
         public Py_ssize_t nforms        # forms registered by the server
         bint reaping
+        bint unlimited          # writing a subscriber's initial bytes
         public object on_ws_message     # callable(channels, payload, is_text)
         public object on_unsubscribe    # callable(channel) or None
         # counters

@@ -431,11 +431,6 @@ def test_client_vanishing_mid_long_poll_leaves_server_serving(srv, live) -> None
     assert srv.request("POST", f"/pub?id={ch}", b"nobody")[0] == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a subscriber naming a channel twice corrupts the channel's subscriber "
-    "array and the server segfaults; see /work/scratch/server-bugs.md",
-)
 def test_subscriber_naming_a_channel_twice_does_not_crash_server(make_server):
     srv = make_server()
 

@@ -357,11 +357,6 @@ _DUPLICATE_CHANNEL_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Sub linked twice to one channel corrupts Channel.subs (use after "
-    "free); see /work/scratch/server-bugs.md",
-)
 def test_subscriber_listed_twice_on_a_channel_survives_churn() -> None:
     # In a child process: the bug is a segfault, which would end pytest.
     r = subprocess.run(
@@ -394,11 +389,6 @@ def test_output_limit_cuts_a_stalled_peer(core) -> None:
     assert hub.counters()["buffered_bytes"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attach() writes the whole backlog at once and cuts the subscriber when "
-    "the kernel does not take it; see /work/scratch/server-bugs.md",
-)
 def test_backlog_larger_than_output_limit_reaches_a_reading_subscriber(core) -> None:
     # A subscriber asking for a backtrack bigger than the socket buffers plus
     # the limit has not had a chance to read yet: it is not a slow consumer.
@@ -496,11 +486,6 @@ def test_expire_closes_only_subscribers_past_their_ttl(core) -> None:
     assert hub.clock == 1005
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close_all() is expire(0xFFFFFFFF) and expire() skips subscribers "
-    "without a TTL; see /work/scratch/server-bugs.md",
-)
 def test_close_all_sends_footer_to_everyone(core) -> None:
     hub = core.hub()
     ch = Channel("room", hub)

@@ -62,11 +62,15 @@ cdef class Channel:
         if i != last:
             moved = self.subs[last]
             self.subs[i] = moved
-            if moved.link0.channel == <PyObject *>self:
+            # Fix the link that pointed at slot `last`: match the index too,
+            # since a subscriber may list the same channel twice (push-stream
+            # then delivers every message twice, and so do we).
+            if moved.link0.channel == <PyObject *>self and moved.link0.index == last:
                 moved.link0.index = i
             else:
                 for k in range(moved.nlinks - 1):
-                    if moved.more[k].channel == <PyObject *>self:
+                    if (moved.more[k].channel == <PyObject *>self
+                            and moved.more[k].index == last):
                         moved.more[k].index = i
                         break
         self.nsubs = last

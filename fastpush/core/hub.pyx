@@ -110,8 +110,14 @@ cdef class Hub:
             raise OSError(system.errno, "epoll_ctl failed")
         self.attached += 1
         if initial is not None and PyBytes_GET_SIZE(initial):
-            self._write(sub, PyBytes_AS_STRING(initial),
-                        <size_t>PyBytes_GET_SIZE(initial))
+            # The backlog a subscriber asked for may be larger than the
+            # slow-consumer limit; only what comes after it counts.
+            self.unlimited = True
+            try:
+                self._write(sub, PyBytes_AS_STRING(initial),
+                            <size_t>PyBytes_GET_SIZE(initial))
+            finally:
+                self.unlimited = False
         if not self.dispatching:
             self._reap()
 
@@ -163,7 +169,11 @@ cdef class Hub:
             sub = self.subs[i]
             if sub.expires == 0 or sub.expires > now:
                 continue
-            if sub.flags & (F_DEAD | F_CLOSING):
+            if sub.flags & F_CLOSING:
+                # Its footer never drained: the peer stopped reading.
+                self._kill(sub)
+                continue
+            if sub.flags & F_DEAD:
                 continue
             data = cache.get(sub.form)
             if data is None:
@@ -179,7 +189,25 @@ cdef class Hub:
 
     def close_all(self, object footer):
         """Drain: send footer(form) to every subscriber and close it."""
-        return self.expire(0xFFFFFFFF, footer) if self.nsubs else 0
+        cdef Py_ssize_t i, n = self.nsubs, closed = 0
+        cdef Sub *sub
+        cdef object data
+        cdef dict cache = {}
+        for i in range(n):
+            sub = self.subs[i]
+            if sub.flags & (F_DEAD | F_CLOSING):
+                continue
+            data = cache.get(sub.form)
+            if data is None:
+                data = cache[sub.form] = footer(sub.form)
+            if PyBytes_GET_SIZE(data):
+                self._write(sub, PyBytes_AS_STRING(data),
+                            <size_t>PyBytes_GET_SIZE(data))
+            self._close_after_flush(sub)
+            closed += 1
+        if not self.dispatching:
+            self._reap()
+        return closed
 
     def memory(self):
         """User-space bytes the core holds for its subscribers."""
@@ -286,7 +314,7 @@ cdef class Hub:
     cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1:
         cdef system.epoll_event ev
         cdef size_t pending = wbuf_pending(sub.out)
-        if pending + n > self.output_limit:
+        if pending + n > self.output_limit and not self.unlimited:
             # A slow consumer: cut it rather than let memory grow.
             self.slow_cut += 1
             self._kill(sub)
@@ -348,8 +376,10 @@ cdef class Hub:
         if sub.flags & F_DEAD:
             return
         if wbuf_pending(sub.out):
-            # Stop deliveries now; the socket closes when the footer is out.
+            # Stop deliveries now; the socket closes when the footer is out,
+            # or at the latest CLOSE_GRACE seconds from now.
             sub.flags |= F_CLOSING
+            sub.expires = self.clock + CLOSE_GRACE
             self._mark(sub)
         else:
             self._kill(sub)

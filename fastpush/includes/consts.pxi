@@ -11,6 +11,8 @@ cdef enum:
     WBUF_MIN = 512
     # Largest control-frame payload RFC 6455 allows.
     WS_MAX_CONTROL = 125
+    # Seconds a closing subscriber gets to take its footer before it is cut.
+    CLOSE_GRACE = 10
 
 # Subscriber kinds: what the core does with bytes a subscriber sends us.
 cdef enum:
