@@ -103,6 +103,9 @@ class Registry:
         # waiters and the multi-worker bus hook in here.
         self.events_channel_id = settings.events_channel_id
         hub.on_unsubscribe = self._on_unsubscribe if self.events_channel_id else None
+        if self.events_channel_id:
+            # push-stream creates it at start; it is listed and counted.
+            self.get_or_create(self.events_channel_id)
 
     # -- channels ------------------------------------------------------------
 
@@ -144,11 +147,8 @@ class Registry:
         return ch
 
     def channel_count(self) -> int:
-        """Channels as push-stream counts them: not wildcard, not events."""
-        n = len(self.channels) - self.wildcard_channels
-        if self.events_channel_id and self.events_channel_id in self.channels:
-            n -= 1
-        return n
+        """Channels as push-stream counts them: all but the wildcard ones."""
+        return len(self.channels) - self.wildcard_channels
 
     def subscribers(self, ch: Channel) -> int:
         return ch.subscribers + (len(ch.waiters) if ch.waiters else 0)
@@ -291,11 +291,11 @@ class Registry:
 
     def iter_prefix(self, prefix: str) -> Iterator[Channel]:
         for cid, ch in self.channels.items():
-            if cid.startswith(prefix) and not ch.for_events:
+            if cid.startswith(prefix):
                 yield ch
 
     def iter_all(self) -> Iterable[Channel]:
-        return (ch for ch in self.channels.values() if not ch.for_events)
+        return iter(self.channels.values())
 
     # -- events channel ------------------------------------------------------
 

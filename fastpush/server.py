@@ -8,8 +8,8 @@ import os
 import signal
 import socket
 import time
-from urllib.parse import unquote
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from fastpush._core import Channel, Hub
 from fastpush.config import Config, Location

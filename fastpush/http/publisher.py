@@ -11,10 +11,10 @@ from fastpush.http.channels import (
     EMPTY_POST,
     EVENTS_CHANNEL_INTERNAL,
     NO_CHANNEL_ID,
+    TOO_LARGE,
     ChannelError,
     check_id,
     parse_subscribed,
-    split_ids,
 )
 from fastpush.registry import ChannelLimitError, StoreFullError
 
@@ -137,6 +137,14 @@ def handle_publisher(
     conn.send(_doc(app, req, body, fmt, cors))
 
 
+# push-stream tags its statistics answers with these (its version header
+# says 0.5.5 in the 0.6.0 release); clients that look for them find them.
+STATS_HEADERS = [
+    (b"X-Nginx-PushStream-Tag", b"0.5.5"),
+    (b"X-Nginx-PushStream-Commit", b"3bc016f811d50374251960db091557571dfd7393"),
+]
+
+
 def handle_statistics(
     app: App, conn: HttpProtocol, req: Request, loc: Location, channels_path: str
 ) -> None:
@@ -149,26 +157,38 @@ def handle_statistics(
             )
         )
         return
+    extra = cors + STATS_HEADERS
     reg = app.registry
     fmt = info.negotiate(req.headers.get("accept"))
-    ids = split_ids(channels_path)
+    ids = [r.id for r in parse_subscribed(channels_path)]
     if not ids:
-        body = info.summary(app, fmt)
-    elif ids == [ALL_CHANNELS]:
-        body = info.group(app, reg.iter_all(), fmt)
-    elif len(ids) == 1 and ids[0].endswith("*"):
-        body = info.group(app, reg.iter_prefix(ids[0][:-1]), fmt)
-    else:
-        found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
-        if not found:
-            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+        conn.send(_doc(app, req, info.summary(app, fmt), fmt, extra))
+        return
+    found = []
+    limit = app.config.settings.max_channel_id_length
+    for cid in ids:
+        if limit is not None and len(cid) > limit:
+            conn.send(response.error(400, TOO_LARGE, keep_alive=keep, extra=extra))
             return
-        body = (
-            info.single(app, found[0], fmt)
-            if len(found) == 1
-            else info.group(app, found, fmt)
-        )
-    conn.send(_doc(app, req, body, fmt, cors))
+        if "*" in cid:
+            # A prefix listing answers at once; later ids are ignored.
+            body = info.group(app, reg.iter_prefix(cid.split("*", 1)[0]), fmt)
+            conn.send(_doc(app, req, body, fmt, extra))
+            return
+        if cid == ALL_CHANNELS:
+            conn.send(_doc(app, req, info.group(app, reg.iter_all(), fmt), fmt, extra))
+            return
+        ch = reg.get(cid)
+        if ch is not None:
+            found.append(ch)
+    if not found:
+        conn.send(response.error(404, None, keep_alive=keep, extra=extra))
+        return
+    if len(found) == 1:
+        body = info.single(app, found[0], fmt)
+    else:
+        body = info.group(app, found, fmt)
+    conn.send(_doc(app, req, body, fmt, extra))
 
 
 def _doc(

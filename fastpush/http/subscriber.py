@@ -356,6 +356,10 @@ def _poll(
     timer = None
 
     def done() -> None:
+        nonlocal waiting
+        if not waiting:
+            return
+        waiting = False
         for ch in channels:
             if ch.waiters is not None:
                 try:
@@ -364,6 +368,7 @@ def _poll(
                     pass
                 if not ch.waiters:
                     ch.waiters = None
+            app.registry.send_event("client_unsubscribed", ch.id)
         if timer is not None:
             timer.cancel()
 
@@ -382,10 +387,12 @@ def _poll(
         else:
             conn.resume(answer.not_modified(now, 0), not keep)
 
+    waiting = True
     for ch in channels:
         if ch.waiters is None:
             ch.waiters = []
         ch.waiters.append(on_message)
+        app.registry.send_event("client_subscribed", ch.id)
     conn.on_lost = done
     if ttl:
         timer = app.loop.call_later(ttl, on_timeout)
