@@ -357,13 +357,15 @@ _DUPLICATE_CHANNEL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_subscriber_listed_twice_on_a_channel_survives_churn() -> None:
-    # In a child process: the bug is a segfault, which would end pytest.
+def test_subscriber_listed_twice_on_a_channel_survives_churn(tmp_path) -> None:
+    # In a child process: the bug is a segfault, which would end pytest. Its
+    # cwd is a temp dir so it imports the installed build, not the source tree.
     r = subprocess.run(
         [sys.executable, "-c", _DUPLICATE_CHANNEL_SCRIPT],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
     assert (r.returncode, r.stdout.strip()) == (0, "ok"), r.stderr[-2000:]
 
