@@ -187,21 +187,26 @@ class Form:
             return b"".join(lines) + b"\n"
         return self.template.apply(msg)
 
+    def pieces(self, msg: Message) -> list[bytes]:
+        """What push-stream writes for msg, one write (chunk) each, unframed."""
+        out = []
+        if self.kind == EVENTSOURCE:
+            # A header that was sent empty still gives its (empty) field.
+            if msg.event_id is not None:
+                out.append(b"id: " + msg.event_id + b"\n")
+            if msg.event_type is not None:
+                out.append(b"event: " + msg.event_type + b"\n")
+        out.append(self.format(msg))
+        return out
+
     def message(self, msg: Message) -> bytes:
         out = msg.rendered.get(self)
         if out is not None:
             return out
-        text = self.format(msg)
-        parts = []
-        if self.kind == EVENTSOURCE:
-            # A header that was sent empty still gives its (empty) field.
-            if msg.event_id is not None:
-                parts.append(self.frame(b"id: " + msg.event_id + b"\n"))
-            if msg.event_type is not None:
-                parts.append(self.frame(b"event: " + msg.event_type + b"\n"))
-        parts.append(self.frame(text))
+        pieces = self.pieces(msg)
+        parts = [self.frame(p) for p in pieces]
         if self.padding is not None:
-            parts.append(self._pad(len(text), self.padding.message_min))
+            parts.append(self._pad(len(pieces[-1]), self.padding.message_min))
         out = b"".join(parts)
         if msg.id > 0:
             msg.rendered[self] = out

@@ -327,7 +327,9 @@ def _poll(
     captures: tuple[str, ...],
 ) -> None:
     callback = req.args.get("callback")
-    form = app.forms.get(loc, STREAM, req.http_minor == 1, None)
+    # An EventSource location switched to (long-)polling keeps its framing.
+    kind = EVENTSOURCE if loc.mode == "eventsource" else STREAM
+    form = app.forms.get(loc, kind, req.http_minor == 1, None)
     keep = req.keep_alive
     answer = _PollAnswer(form, loc, keep, cors, callback)
     answer.gzip = response.gzip_wanted(app.config.settings, req, answer.content_type)
@@ -374,6 +376,9 @@ def _poll(
 
     def on_message(ch: Channel, msg: Message) -> None:
         done()
+        if kind == EVENTSOURCE and callback is None:
+            # push-stream's waited answer carries the event-stream type.
+            answer.content_type = EVENTSOURCE_TYPE
         conn.resume(answer.messages([msg], msg.time, msg.tag), not answer.reusable)
 
     def on_timeout() -> None:
@@ -443,7 +448,8 @@ class _PollAnswer:
                 pieces.append(form.format(m))
             pieces.append(b"]);")
         else:
-            pieces.extend(form.format(m) for m in msgs)
+            for m in msgs:
+                pieces.extend(form.pieces(m))
         if form.footer_text:
             pieces.append(form.footer_text)
         extra = []
