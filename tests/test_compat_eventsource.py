@@ -424,7 +424,6 @@ def _last(srv: ServerProcess, ch: str) -> tuple[bytes, int]:
     return m.group(2), int(m.group(1))
 
 
-@pytest.mark.xfail(strict=True, reason="switched modes render plain messages")
 def test_eventsource_location_switched_to_polling_renders_events_as_text(
     basic,
 ) -> None:
@@ -439,7 +438,6 @@ def test_eventsource_location_switched_to_polling_renders_events_as_text(
     )
 
 
-@pytest.mark.xfail(strict=True, reason="switched modes render plain messages")
 def test_eventsource_location_switched_to_long_polling_keeps_the_event_stream_type(
     basic,
 ) -> None:
