@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate the config and exit"
     )
 
+    sub.add_parser(
+        "selftest", help="start a server, round-trip a message through it, stop"
+    )
+
     glue = sub.add_parser("glue", help="run the Thoonk job consumer and pipeline")
     try:
         from fastpush import glue as glue_mod
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "selftest":
+        return _selftest()
     if glue_mod is None:
         print("fastpush: glue is not available", file=sys.stderr)
         return 2
@@ -83,6 +89,21 @@ def _serve(args: argparse.Namespace) -> int:
         return uvloop.run(serve(config, sockets))
     except KeyboardInterrupt:
         return 0
+
+
+def _selftest() -> int:
+    """What a wheel's test runs: the installed build serves a real round trip."""
+    from fastpush.testing import ServerProcess
+
+    with ServerProcess() as srv:
+        status, _, _ = srv.request("POST", "/pub?id=selftest", b"hello")
+        with srv.client() as sub:
+            sub.send(b"GET /sub/selftest.b1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            head_status = sub.read_head()[0]
+            got = sub.read_chunk()
+    ok = status == 200 and head_status == 200 and got == b"hello"
+    print("fastpush selftest: " + ("ok" if ok else f"FAILED ({status}, {got!r})"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

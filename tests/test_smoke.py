@@ -29,3 +29,18 @@ def test_long_polling_waits_for_next_message(server) -> None:
         assert status == 200
         assert headers["etag"] == "W/1"
         assert dechunk(lp.read_until(b"0\r\n\r\n")) == [b"wake"]
+
+
+def test_selftest_command_round_trips_a_message(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "fastpush", "selftest"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "selftest: ok" in r.stdout
