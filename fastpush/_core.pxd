@@ -44,7 +44,7 @@ cdef struct Link:
 cdef struct Sub:
     int fd
     uint16_t form         # rendering form: index into the server's form table
-    uint8_t kind          # KIND_STREAM or KIND_WEBSOCKET
+    uint8_t kind          # SUB_STREAM or SUB_WEBSOCKET
     uint8_t flags         # F_* bits
     uint32_t nlinks       # channels subscribed
     uint32_t slot         # position in Hub.subs
@@ -54,6 +54,19 @@ cdef struct Sub:
     Link *more            # channels 2..nlinks, or NULL
     WBuf *out             # output the kernel has not taken yet, or NULL
     RBuf *inp             # partial WebSocket input, or NULL
+
+
+cdef class Message:
+    cdef:
+        readonly long long id
+        readonly long long time
+        readonly long tag
+        readonly bytes text
+        readonly str channel
+        readonly object event_id        # bytes, or None when not sent
+        readonly object event_type      # bytes, or None when not sent
+        public double expires           # time.time() after which it is dropped
+        readonly dict rendered          # form index -> bytes
 
 
 cdef class Channel:

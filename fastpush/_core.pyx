@@ -28,6 +28,11 @@ from fastpush.includes.debug cimport FASTPUSH_DEBUG
 
 include "includes/consts.pxi"
 include "core/buffers.pyx"
+include "core/message.pyx"
 include "core/channel.pyx"
 include "core/websocket.pyx"
 include "core/hub.pyx"
+
+# Subscriber kinds for Hub.attach(), as Python sees them.
+KIND_STREAM = SUB_STREAM
+KIND_WEBSOCKET = SUB_WEBSOCKET

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from fastpush._core import Channel, Hub
+from fastpush._core import Channel, Hub, Message
 
 if TYPE_CHECKING:
     from fastpush.config import Settings
@@ -39,48 +39,6 @@ class StoreFullError(Exception):
 # Bytes a stored message costs beside its text (Message object, slots,
 # deque slot), counted against shared_memory_size.
 MESSAGE_OVERHEAD = 160
-
-
-class Message:
-    """One published message, stamped once and shared by every form."""
-
-    __slots__ = (
-        "id",
-        "time",
-        "tag",
-        "text",
-        "channel",
-        "event_id",
-        "event_type",
-        "expires",
-        "rendered",
-    )
-
-    def __init__(
-        self,
-        id: int,
-        time: int,
-        tag: int,
-        text: bytes,
-        channel: str,
-        event_id: bytes | None = None,
-        event_type: bytes | None = None,
-        expires: float = 0.0,
-    ) -> None:
-        self.id = id
-        self.time = time
-        self.tag = tag
-        self.text = text
-        self.channel = channel
-        self.event_id = event_id
-        self.event_type = event_type
-        self.expires = expires
-        # form id -> rendered bytes; filled on first use, so a stored
-        # message sent as backlog is not formatted twice.
-        self.rendered: dict[object, bytes] = {}
-
-    def __repr__(self) -> str:
-        return f"<Message {self.channel}#{self.id} t={self.time}/{self.tag}>"
 
 
 class Registry:

@@ -200,7 +200,7 @@ class Form:
         return out
 
     def message(self, msg: Message) -> bytes:
-        out = msg.rendered.get(self)
+        out = msg.rendered.get(self.index)
         if out is not None:
             return out
         pieces = self.pieces(msg)
@@ -209,7 +209,7 @@ class Form:
             parts.append(self._pad(len(pieces[-1]), self.padding.message_min))
         out = b"".join(parts)
         if msg.id > 0:
-            msg.rendered[self] = out
+            msg.rendered[self.index] = out
         return out
 
     def ping(self) -> bytes:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from fastpush._core import Channel, Hub
+from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub
 from fastpush.config import Config, Location
 from fastpush.http import response
 from fastpush.http.protocol import HttpProtocol, Request
@@ -27,8 +27,6 @@ from fastpush.registry import (
 from fastpush.render import Form, FormTable
 
 log = logging.getLogger("fastpush")
-
-KIND_STREAM, KIND_WEBSOCKET = 0, 1
 
 
 class App:

@@ -85,7 +85,7 @@ cdef class Hub:
         """Live subscriber sockets owned by the core."""
         return self.nsubs
 
-    def attach(self, int fd, list channels not None, int form, int kind=KIND_STREAM,
+    def attach(self, int fd, list channels not None, int form, int kind=SUB_STREAM,
                bint ws_publish=False, double ttl=0.0, bytes initial=None):
         """Take over a connected, non-blocking socket fd.
 
@@ -536,7 +536,7 @@ cdef class Hub:
                 return 0
             self._kill(sub)
             return 0
-        if sub.kind == KIND_WEBSOCKET:
+        if sub.kind == SUB_WEBSOCKET:
             return ws_feed(self, sub, self.rbuf, <size_t>r)
         # A streaming subscriber has nothing to say; push-stream ignores
         # such bytes too.

@@ -43,8 +43,6 @@ JSONP_TYPE = b"application/javascript"
 
 WS_CLOSE = 0x8
 
-# Core subscriber kinds (see fastpush/includes/consts.pxi).
-KIND_STREAM, KIND_WEBSOCKET = 0, 1
 
 
 def handle_subscriber(

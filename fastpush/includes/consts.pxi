@@ -16,8 +16,8 @@ cdef enum:
 
 # Subscriber kinds: what the core does with bytes a subscriber sends us.
 cdef enum:
-    KIND_STREAM = 0      # chunked streaming / eventsource: reads are discarded
-    KIND_WEBSOCKET = 1   # reads are RFC 6455 frames
+    SUB_STREAM = 0       # chunked streaming / eventsource: reads are discarded
+    SUB_WEBSOCKET = 1    # reads are RFC 6455 frames
 
 # Subscriber flags.
 cdef enum:

@@ -1,0 +1,94 @@
+"""What Python sees of the Cython core (fastpush/_core.pyx)."""
+
+import asyncio
+from collections.abc import Callable
+
+KIND_STREAM: int
+KIND_WEBSOCKET: int
+
+def websocket_frame(payload: bytes, opcode: int = 1) -> bytes: ...
+
+class Message:
+    id: int
+    time: int
+    tag: int
+    text: bytes
+    channel: str
+    event_id: bytes | None
+    event_type: bytes | None
+    expires: float
+    rendered: dict[int, bytes]
+    def __init__(
+        self,
+        id: int,
+        time: int,
+        tag: int,
+        text: bytes,
+        channel: str,
+        event_id: bytes | None = None,
+        event_type: bytes | None = None,
+        expires: float = 0.0,
+    ) -> None: ...
+
+class Channel:
+    id: str
+    messages: object  # collections.deque[Message] | None
+    waiters: list[Callable[[Channel, Message], None]] | None
+    last_message_id: int
+    published_messages: int
+    last_message_time: float
+    last_message_tag: int
+    expires: float
+    created: float
+    wildcard: bool
+    for_events: bool
+    def __init__(self, id: str, hub: Hub) -> None: ...
+    @property
+    def subscribers(self) -> int: ...
+    def deliver(self, render: Callable[[int], bytes]) -> int: ...
+    def close_subscribers(
+        self,
+        last: Callable[[int], bytes],
+        other: Callable[[int], bytes] | None = None,
+    ) -> None: ...
+
+class Hub:
+    output_limit: int
+    ws_max_message: int
+    clock: int
+    nforms: int
+    on_ws_message: Callable[[list[Channel], bytes, bool], None] | None
+    on_unsubscribe: Callable[[Channel], None] | None
+    attached: int
+    detached: int
+    deliveries: int
+    send_calls: int
+    bytes_sent: int
+    slow_cut: int
+    buffered_bytes: int
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        output_limit: int = 262144,
+        ws_max_message: int = 1048576,
+    ) -> None: ...
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def set_ws_limit(self, form: int, limit: int) -> None: ...
+    @property
+    def subscribers(self) -> int: ...
+    def attach(
+        self,
+        fd: int,
+        channels: list[Channel],
+        form: int,
+        kind: int = 0,
+        ws_publish: bool = False,
+        ttl: float = 0.0,
+        initial: bytes | None = None,
+    ) -> None: ...
+    def ping(self, payloads: list[bytes | None], intervals: list[int]) -> int: ...
+    def expire(self, now: int, footer: Callable[[int], bytes]) -> int: ...
+    def close_all(self, footer: Callable[[int], bytes]) -> int: ...
+    def memory(self) -> int: ...
+    def counters(self) -> dict[str, int]: ...
