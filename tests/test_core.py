@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 import uvloop
-from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub, websocket_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub, websocket_frame
 from fastpush.testing import ws_frame
-
 
 # Hypothesis' failure report touches mypy_extensions.TypedDict, whose
 # DeprecationWarning would turn a plain failure into a pytest INTERNALERROR.
