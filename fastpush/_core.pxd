@@ -76,8 +76,14 @@ cdef class Channel:
         Sub **subs
         Py_ssize_t nsubs
         Py_ssize_t cap
+        # Stored messages: a ring of owned Message references, oldest at
+        # store_head. A C array, not a deque, so a channel holds no object
+        # the cyclic GC has to traverse.
+        PyObject **store
+        Py_ssize_t store_head
+        Py_ssize_t store_len
+        Py_ssize_t store_cap
         # Python-level state kept here so a channel is one object.
-        public object messages          # deque of stored Message, or None
         public object waiters           # list of long-polling callbacks, or None
         public long long last_message_id
         public long long published_messages
@@ -89,6 +95,7 @@ cdef class Channel:
         public bint for_events
 
     cdef int _add(self, Sub *sub, Link *link) except -1
+    cdef void _store_clear(self) noexcept
     cdef void _remove(self, Link *link) noexcept
 
 

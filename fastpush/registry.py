@@ -9,7 +9,6 @@ in another process can stamp and every worker deliver the same message.
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -169,15 +168,13 @@ class Registry:
         if not ch.for_events:
             self.published_messages += 1
         if store:
-            if ch.messages is None:
-                ch.messages = collections.deque()
-            ch.messages.append(msg)
+            ch.store_append(msg)
             self.stored_bytes += len(msg.text) + MESSAGE_OVERHEAD
             if not ch.for_events:
                 self.stored_messages += 1
             limit = self.settings.max_messages_stored_per_channel
             if limit is not None:
-                while len(ch.messages) > limit:
+                while ch.stored > limit:
                     self._drop_oldest(ch)
 
     # Set by the server: renders msg for a subscriber form, and wakes the
@@ -185,29 +182,28 @@ class Registry:
     deliver: Callable[[Channel, Message], None]
 
     def stored(self, ch: Channel) -> int:
-        return len(ch.messages) if ch.messages else 0
+        return ch.stored
 
     def backtrack(self, ch: Channel, n: int) -> list[Message]:
-        if not ch.messages or n <= 0:
+        if not ch.stored or n <= 0:
             return []
-        msgs = list(ch.messages)
-        return msgs[-n:]
+        return ch.stored_messages()[-n:]
 
     def since(self, ch: Channel, t: int, tag: int) -> list[Message]:
         """Stored messages strictly after (t, tag); tag -1 means any tag."""
-        if not ch.messages:
+        if not ch.stored:
             return []
         out = []
-        for m in ch.messages:
+        for m in ch.stored_messages():
             if m.time > t or (m.time == t and tag >= 0 and m.tag > tag):
                 out.append(m)
         return out
 
     def after_event_id(self, ch: Channel, event_id: bytes) -> list[Message] | None:
         """Stored messages after the one with event_id; None if not found."""
-        if not ch.messages:
+        if not ch.stored:
             return None
-        msgs = list(ch.messages)
+        msgs = ch.stored_messages()
         for i, m in enumerate(msgs):
             if m.event_id == event_id:
                 return msgs[i + 1 :]
@@ -220,9 +216,8 @@ class Registry:
         del self.channels[ch.id]
         if ch.wildcard:
             self.wildcard_channels -= 1
-        while ch.messages:
+        while ch.stored:
             self._drop_oldest(ch)
-        ch.messages = None
         if not ch.for_events:
             self.send_event("channel_destroyed", ch.id)
 
@@ -230,11 +225,12 @@ class Registry:
         """Expire old messages and drop inactive, empty channels."""
         t = time.time() if now is None else now
         for ch in list(self.channels.values()):
-            msgs = ch.messages
-            while msgs and msgs[0].expires <= t:
+            first = ch.store_first()
+            while first is not None and first.expires <= t:
                 self._drop_oldest(ch)
+                first = ch.store_first()
             if (
-                not msgs
+                not ch.stored
                 and ch.expires <= t
                 and self.subscribers(ch) == 0
                 and not ch.for_events
@@ -242,7 +238,7 @@ class Registry:
                 self.delete(ch)
 
     def _drop_oldest(self, ch: Channel) -> None:
-        msg = ch.messages.popleft()
+        msg = ch.store_popleft()
         self.stored_bytes -= len(msg.text) + MESSAGE_OVERHEAD
         if not ch.for_events:
             self.stored_messages -= 1

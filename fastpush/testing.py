@@ -3,6 +3,10 @@
 Used by the project's own tests and handy for applications that want to
 run fastpush in theirs: start the server as a subprocess on a free
 loopback port, talk raw HTTP and WebSocket to it, stop it.
+
+The last section holds what the push-stream compatibility tests share:
+requests laid out as the nginx captures sent them and the answers
+push-stream gives to them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,46 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-__all__ = ["free_port", "ServerProcess", "RawClient", "dechunk", "strip_volatile"]
+__all__ = [
+    "free_port",
+    "ServerProcess",
+    "RawClient",
+    "build_request",
+    "ws_frame",
+    "dechunk",
+    "strip_volatile",
+    # push-stream compatibility helpers
+    "NO_CACHE",
+    "EPOCH",
+    "TPL",
+    "push_stream_config",
+    "sub_location",
+    "pub_location",
+    "stats_location",
+    "req",
+    "read_response",
+    "exchange",
+    "read_bytes",
+    "read_chunks",
+    "subscribe",
+    "publish",
+    "delete",
+    "stored",
+    "primer",
+    "ok",
+    "empty",
+    "explain",
+    "info",
+    "stream_head",
+    "polled_head",
+    "chunk",
+    "chunks",
+    "tpl",
+    "http_dates",
+    "iso_seconds",
+    "message_times",
+    "tags",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -340,3 +383,330 @@ def strip_volatile(raw: bytes) -> bytes:
     """Drop the Date and Server headers, the only bytes that differ from
     push-stream's answers for the same request."""
     return _VOLATILE.sub(b"", raw)
+
+
+# -- push-stream compatibility helpers -------------------------------------------
+#
+# Shared by the tests that compare fastpush byte for byte with nginx
+# push-stream 0.6 (tests/test_compat_*.py): requests laid out as the captures
+# sent them, the answers push-stream gives, and the rules for the values that
+# vary per run (message times and tags).
+
+# The headers push-stream puts on every answer that must not be cached.
+NO_CACHE = (
+    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
+    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+)
+# The ~time~ of the messages push-stream makes itself (pings, deletes, timeouts).
+EPOCH = b"Thu, 01 Jan 1970 00:00:00 GMT"
+# A message template with every placeholder; tpl() renders a message through it.
+TPL = (
+    '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
+    '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
+)
+
+
+# configuration
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + s.replace("\r", "\\r").replace("\n", "\\n") + '"'
+
+
+def push_stream_config(
+    settings: dict[str, object], locations: Sequence[dict[str, object]]
+) -> str:
+    """The TOML of a configuration: a [settings] table and [[locations]]."""
+    out = ["[settings]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
+    for loc in locations:
+        out += ["", "[[locations]]"]
+        out += [f"{k} = {_toml_value(v)}" for k, v in loc.items()]
+    return "\n".join(out) + "\n"
+
+
+def sub_location(name: str, mode: str, **settings: object) -> dict[str, object]:
+    """A push-stream `location ~ ^/name/(.*)$ { push_stream_subscriber mode; }`."""
+    return {
+        "regex": f"^/{name}/(.*)$",
+        "role": "subscriber",
+        "mode": mode,
+        "channels_path": "$1",
+        **settings,
+    }
+
+
+def stats_location(path: str = "/channels-stats") -> dict[str, object]:
+    """A push-stream channels statistics location at path, channels in `id`."""
+    return {"path": path, "role": "channels_statistics", "channels_path": "$arg_id"}
+
+
+def pub_location(path: str, **settings: object) -> dict[str, object]:
+    """A push-stream publisher at path, the channels in the `id` argument."""
+    return {"path": path, "role": "publisher", "channels_path": "$arg_id", **settings}
+
+
+# requests and reading
+
+
+def req(
+    method: str, target: str, body: bytes | None = None, headers: str = ""
+) -> bytes:
+    """Request bytes laid out as the captures sent them: Host first, then the
+    raw header lines in headers, then Content-Length when there is a body."""
+    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
+    if body is None:
+        return head.encode() + b"\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def read_response(c: RawClient) -> bytes:
+    """One complete response, exactly as framed on the wire."""
+    status, headers, raw = c.read_head()
+    if status == 304 or 100 <= status < 200:
+        return raw
+    if "content-length" in headers:
+        return raw + c.read_exactly(int(headers["content-length"]))
+    if headers.get("transfer-encoding") == "chunked":
+        while True:
+            line = c.read_until(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            raw += line + c.read_exactly(size + 2)
+            if size == 0:
+                return raw
+    return raw + c.read_all()
+
+
+def exchange(srv: ServerProcess, raw: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw on a new connection; the first response without Date/Server."""
+    with srv.client(timeout=timeout) as c:
+        c.send(raw)
+        return strip_volatile(read_response(c))
+
+
+def read_bytes(c: RawClient, n: int, timeout: float = 5.0) -> bytes:
+    """n bytes, or whatever arrived before timeout or the close."""
+    deadline = time.monotonic() + timeout
+    while len(c.buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        c.sock.settimeout(left)
+        try:
+            if not c._fill():
+                break
+        except socket.timeout:
+            break
+    out, c.buf = c.buf[:n], c.buf[n:]
+    return out
+
+
+def read_chunks(c: RawClient, n: int) -> bytes:
+    """n chunks, with their framing."""
+    raw = b""
+    for _ in range(n):
+        line = c.read_until(b"\r\n")
+        raw += line + c.read_exactly(int(line, 16) + 2)
+    return raw
+
+
+def subscribe(srv: ServerProcess, raw: bytes) -> tuple[RawClient, bytes]:
+    """Open a streaming subscriber with the request raw; returns the client and
+    its response head without Date/Server."""
+    c = srv.client(timeout=5.0)
+    c.send(raw)
+    return c, strip_volatile(c.read_head()[2])
+
+
+def publish(
+    srv: ServerProcess,
+    ch: str,
+    body: bytes,
+    headers: str = "",
+    path: str = "/pub-store",
+) -> None:
+    """POST body to channel ch of the publisher at path; it must answer 200."""
+    answer = exchange(srv, req("POST", f"{path}?id={ch}", body, headers))
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+
+
+def delete(srv: ServerProcess, ch: str, body: bytes | None = None) -> None:
+    """DELETE channel ch through the admin publisher /pub-admin; it must answer
+    200.  A body replaces the "Channel deleted" text."""
+    answer = exchange(srv, req("DELETE", f"/pub-admin?id={ch}", body))
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+
+
+def stored(srv: ServerProcess, ch: str, n: int) -> list[tuple[bytes, int]]:
+    """(time, tag) of the last n messages of ch, through a polling location
+    /poll-tpl with the TPL template."""
+    raw = exchange(srv, req("GET", f"/poll-tpl/{ch}.b{n}"))
+    found = [
+        (t, int(tag)) for tag, t in re.findall(rb'"tag":(\d+),"time":"([^"]*)"', raw)
+    ]
+    assert len(found) == n, raw
+    return found
+
+
+def primer(srv: ServerProcess, ch: str) -> tuple[bytes, int]:
+    """Publish one message and read back its (time, tag): where the server-wide
+    tag sequence stands before the messages a test publishes next."""
+    t0 = time.time()
+    publish(srv, ch, b"primer")
+    ((when, tag),) = stored(srv, ch, 1)
+    assert when in http_dates(t0, time.time()), when
+    return when, tag
+
+
+# answers
+
+
+def ok(
+    body: bytes,
+    content_type: bytes = b"application/json",
+    connection: bytes = b"keep-alive",
+    extra: bytes = b"",
+) -> bytes:
+    """A 200 with body and Content-Length (channel information, statistics);
+    extra are the header lines push-stream adds after NO_CACHE."""
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
+        b"Content-Length: %d\r\nConnection: "
+        % len(body)
+        + connection
+        + b"\r\n"
+        + NO_CACHE
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def empty(
+    status: bytes, extra: bytes = b"", connection: bytes = b"keep-alive"
+) -> bytes:
+    """push-stream's header-only answers (errors, 404, OPTIONS, no-info publish)."""
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nContent-Length: 0\r\nConnection: "
+        + connection
+        + b"\r\n"
+        + NO_CACHE
+        + extra
+        + b"\r\n"
+    )
+
+
+def explain(text: str) -> bytes:
+    """The header line push-stream explains an error with."""
+    return b"X-Nginx-PushStream-Explain: " + text.encode() + b"\r\n"
+
+
+def info(channel: str, published: int, stored: int, subscribers: int = 0) -> bytes:
+    """The JSON information of one channel."""
+    return (
+        b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
+        b'"subscribers": %d}\r\n' % (channel.encode(), published, stored, subscribers)
+    )
+
+
+def stream_head(content_type: bytes = b"text/plain", cors: bytes = b"") -> bytes:
+    """The head of a streaming answer; cors are the CORS header lines."""
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+        + cors
+        + NO_CACHE
+        + b"\r\n"
+    )
+
+
+def polled_head(
+    last_modified: bytes,
+    tag: int,
+    content_type: bytes = b"text/plain",
+    cors: bytes = b"",
+) -> bytes:
+    """The head of a 200 (long-)polling answer, with its validators."""
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
+        b"Last-Modified: " + last_modified + b"\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+        + cors
+        + NO_CACHE
+        + b"Etag: W/%d\r\n\r\n" % tag
+    )
+
+
+def chunk(data: bytes) -> bytes:
+    """data as one chunk of a chunked body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def chunks(*pieces: bytes) -> bytes:
+    """Each piece as one chunk."""
+    return b"".join(chunk(p) for p in pieces)
+
+
+def tpl(
+    id: int,
+    channel: str,
+    text: bytes,
+    tag: int,
+    when: bytes,
+    event_id: bytes = b"",
+    event_type: bytes = b"",
+) -> bytes:
+    """A message rendered through TPL."""
+    return (
+        b'{"id":%d,"channel":"%s","text":"%s","tag":%d,"time":"%s","eventid":"%s",'
+        b'"eventtype":"%s","size":%d}'
+        % (id, channel.encode(), text, tag, when, event_id, event_type, len(text))
+    )
+
+
+# times and tags
+
+
+def http_dates(t0: float, t1: float) -> set[bytes]:
+    """The RFC 1123 dates of every second in [t0, t1]."""
+    return {
+        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(s)).encode()
+        for s in range(int(t0), int(t1) + 1)
+    }
+
+
+def iso_seconds(t0: float, t1: float) -> set[bytes]:
+    """The push-stream ISO 8601 UTC times of every second in [t0, t1]."""
+    return {
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)).encode()
+        for s in range(int(t0), int(t1) + 1)
+    }
+
+
+def message_times(
+    raw: bytes, t0: float, t1: float, n: int | None = None
+) -> list[bytes]:
+    """The ~time~ of each message in raw rendered through TPL, checked against
+    the clock (and to be n of them, when n is given)."""
+    times = re.findall(rb'"time":"([^"]*)"', raw)
+    assert n is None or len(times) == n, raw
+    assert set(times) <= http_dates(t0, t1), raw
+    return times
+
+
+def tags(times: list[bytes], start: tuple[bytes, int] = (b"", 0)) -> list[int]:
+    """push-stream's ~tag~ of messages published at these times after the
+    (time, tag) start: 1 for the first message of a second on the whole server,
+    +1 for each further one in the same second."""
+    out, (last, tag) = [], start
+    for when in times:
+        tag = tag + 1 if when == last else 1
+        last = when
+        out.append(tag)
+    return out

@@ -1,9 +1,15 @@
+@cython.no_gc
 @cython.final
 cdef class Channel:
-    """A channel: its subscribers (C structs) and its Python-level state.
+    """A channel: its subscribers (C structs), stored messages and state.
 
-    The registry (fastpush.registry) owns the dict of channels and the
-    store; this class only holds the subscriber array and the fan-out.
+    The registry (fastpush.registry) owns the dict of channels and decides
+    what is stored; this class holds the arrays and does the fan-out.
+
+    A server may hold a million channels, so this is a no_gc type: the
+    collector never traverses them. The only references that could close
+    a cycle are long-polling waiters (closures that may name the channel);
+    they are always removed when answered, timed out or disconnected.
     """
 
     def __cinit__(self, object id, Hub hub not None):
@@ -12,7 +18,10 @@ cdef class Channel:
         self.subs = NULL
         self.nsubs = 0
         self.cap = 0
-        self.messages = None
+        self.store = NULL
+        self.store_head = 0
+        self.store_len = 0
+        self.store_cap = 0
         self.waiters = None
         self.last_message_id = 0
         self.published_messages = 0
@@ -26,6 +35,68 @@ cdef class Channel:
     def __dealloc__(self):
         # Every Sub holds a reference to its channels, so none is left here.
         free(self.subs)
+        self._store_clear()
+        free(self.store)
+
+    # -- stored messages -------------------------------------------------------
+
+    cdef void _store_clear(self) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.store_len):
+            Py_DECREF(<object>self.store[(self.store_head + i) % self.store_cap])
+        self.store_head = 0
+        self.store_len = 0
+
+    @property
+    def stored(self):
+        """Number of stored messages."""
+        return self.store_len
+
+    def store_append(self, Message msg not None):
+        cdef Py_ssize_t cap, i
+        cdef PyObject **grown
+        if self.store_len == self.store_cap:
+            cap = self.store_cap * 2 if self.store_cap else 4
+            grown = <PyObject **>malloc(cap * sizeof(PyObject *))
+            if grown == NULL:
+                raise MemoryError()
+            for i in range(self.store_len):
+                grown[i] = self.store[(self.store_head + i) % self.store_cap]
+            free(self.store)
+            self.store = grown
+            self.store_cap = cap
+            self.store_head = 0
+        Py_INCREF(msg)
+        self.store[(self.store_head + self.store_len) % self.store_cap] = <PyObject *>msg
+        self.store_len += 1
+
+    def store_popleft(self):
+        """Remove and return the oldest stored message."""
+        cdef object msg
+        if self.store_len == 0:
+            raise IndexError("no stored message")
+        msg = <object>self.store[self.store_head]
+        Py_DECREF(msg)  # the ring's reference; `msg` holds its own
+        self.store_head = (self.store_head + 1) % self.store_cap
+        self.store_len -= 1
+        if self.store_len == 0:
+            self.store_head = 0
+        return msg
+
+    def store_first(self):
+        """The oldest stored message, or None."""
+        if self.store_len == 0:
+            return None
+        return <object>self.store[self.store_head]
+
+    def stored_messages(self):
+        """The stored messages, oldest first, as a new list."""
+        cdef Py_ssize_t i
+        return [<object>self.store[(self.store_head + i) % self.store_cap]
+                for i in range(self.store_len)]
+
+    def store_clear(self):
+        self._store_clear()
 
     def __repr__(self):
         return f"<Channel {self.id!r} subscribers={self.nsubs}>"
