@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate the config and exit"
     )
 
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("--bus-fd", type=int, required=True)
+    worker.add_argument("--index", type=int, default=0)
+    worker.add_argument("--workers", type=int)
+    worker.add_argument("--config", "-c")
+    worker.add_argument("--listen", "-l", action="append")
+
     sub.add_parser(
         "selftest", help="start a server, round-trip a message through it, stop"
     )
@@ -45,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "worker":
+        return _worker(args)
     if args.command == "selftest":
         return _selftest()
     if glue_mod is None:
@@ -64,18 +73,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.check:
         print("fastpush: configuration ok")
         return 0
-    logging.basicConfig(
-        level=config.settings.log_level.upper()
-        if config.settings.log_level != "trace"
-        else 5,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(config)
     if config.workers > 1:
-        print(
-            "fastpush: --workers > 1 is not available in this build yet",
-            file=sys.stderr,
-        )
-        return 2
+        from fastpush import supervisor
+
+        return supervisor.run(config, args.config, args.listen or [])
     import uvloop
 
     from fastpush.server import make_sockets, serve
@@ -86,9 +88,45 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"fastpush: cannot listen: {err}", file=sys.stderr)
         return 1
     try:
-        return uvloop.run(serve(config, sockets))
+        return uvloop.run(
+            serve(config, sockets, config_path=args.config, listen_args=args.listen)
+        )
     except KeyboardInterrupt:
         return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """One of the supervisor's workers (not for direct use)."""
+    import uvloop
+
+    from fastpush.config import ConfigError, load_config
+    from fastpush.server import make_sockets, serve
+    from fastpush.supervisor import WORKER_BOOT_ERROR
+
+    try:
+        config = load_config(args.config, listen=args.listen, workers=args.workers)
+        sockets = make_sockets(config)
+    except (ConfigError, OSError) as err:
+        print(f"fastpush worker {args.index}: cannot start: {err}", file=sys.stderr)
+        return WORKER_BOOT_ERROR
+    _logging(config)
+    return uvloop.run(
+        serve(
+            config,
+            sockets,
+            bus_fd=args.bus_fd,
+            config_path=args.config,
+            listen_args=args.listen,
+        )
+    )
+
+
+def _logging(config: object) -> None:
+    level = config.settings.log_level  # type: ignore[attr-defined]
+    logging.basicConfig(
+        level=level.upper() if level != "trace" else 5,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _selftest() -> int:

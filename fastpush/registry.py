@@ -59,7 +59,11 @@ class Registry:
         # Called with each message after it was delivered; the long-polling
         # waiters and the multi-worker bus hook in here.
         self.events_channel_id = settings.events_channel_id
-        hub.on_unsubscribe = self._on_unsubscribe if self.events_channel_id else None
+        hub.on_unsubscribe = self.client_unsubscribed
+        # Set with several workers: subscriber count changes and client
+        # events go to the sequencer instead of being handled here.
+        self.on_count: Callable[[str, int], None] | None = None
+        self.on_event: Callable[[str, str], None] | None = None
         if self.events_channel_id:
             # push-stream creates it at start; it is listed and counted.
             self.get_or_create(self.events_channel_id)
@@ -253,8 +257,43 @@ class Registry:
 
     # -- events channel ------------------------------------------------------
 
+    def channel_for_bus(self, channel_id: str) -> Channel:
+        """A channel the sequencer speaks of: created without local limits
+        (the sequencer enforced them) and without local events."""
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            ch = Channel(channel_id, self.hub)
+            now = time.time()
+            ch.created = now
+            ch.expires = now + self.settings.channel_inactivity_time
+            ch.wildcard = self.is_wildcard(channel_id)
+            ch.for_events = bool(self.events_channel_id) and (
+                channel_id == self.events_channel_id
+            )
+            self.channels[channel_id] = ch
+            self.wildcard_channels += ch.wildcard
+        return ch
+
+    def client_subscribed(self, ch: Channel) -> None:
+        if self.on_count is not None:
+            self.on_count(ch.id, 1)
+        if not ch.for_events:
+            self.send_event("client_subscribed", ch.id)
+
+    def client_unsubscribed(self, ch: Channel) -> None:
+        if self.on_count is not None:
+            self.on_count(ch.id, -1)
+        if not ch.for_events:
+            self.send_event("client_unsubscribed", ch.id)
+
     def send_event(self, kind: str, channel_id: str) -> None:
         if not self.events_channel_id or channel_id == self.events_channel_id:
+            return
+        if self.on_event is not None:
+            # The sequencer publishes every event, so that all workers see
+            # them in one order; it makes channel_created/destroyed itself.
+            if kind.startswith("client_"):
+                self.on_event(kind, channel_id)
             return
         ev = self.get_or_create(self.events_channel_id)
         text = ('{"type": "%s", "channel": "%s"}' % (kind, channel_id)).encode()
@@ -262,7 +301,3 @@ class Registry:
             self.publish(ev, text, event_type=kind.encode(), store=True)
         except StoreFullError:
             pass  # events are best effort; the action itself went through
-
-    def _on_unsubscribe(self, ch: Channel) -> None:
-        if not ch.for_events:
-            self.send_event("client_unsubscribed", ch.id)

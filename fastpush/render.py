@@ -246,7 +246,9 @@ class FormTable:
     def get(
         self, location: Location, kind: str, chunked: bool, padding: Padding | None
     ) -> Form:
-        key = (location.index, kind, chunked, padding)
+        # By identity: after a reload a new location may reuse an index,
+        # and the old one's subscribers keep their own form.
+        key = (id(location), kind, chunked, padding)
         form = self._index.get(key)
         if form is None:
             form = Form(

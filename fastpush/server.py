@@ -9,13 +9,15 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub
 from fastpush.config import Config, Location
 from fastpush.http import response
-from fastpush.http.protocol import HttpProtocol, Request
-from fastpush.http.publisher import handle_publisher, handle_statistics
+from fastpush.http.info import View
+from fastpush.http.protocol import HttpProtocol, Reply, Request
+from fastpush.http.publisher import STORE_FULL, handle_publisher, handle_statistics
 from fastpush.http.router import Router, expand
 from fastpush.http.subscriber import handle_subscriber
 from fastpush.registry import (
@@ -25,6 +27,9 @@ from fastpush.registry import (
     StoreFullError,
 )
 from fastpush.render import Form, FormTable
+
+if TYPE_CHECKING:
+    from fastpush.worker import WorkerBus
 
 log = logging.getLogger("fastpush")
 
@@ -59,6 +64,9 @@ class App:
         self._timers: list[asyncio.TimerHandle] = []
         self._pending: dict[Channel, list[Message]] = {}
         self._flush_scheduled = False
+        # The worker's link to the sequencer (fastpush.worker.WorkerBus),
+        # or None with one worker.
+        self.bus: WorkerBus | None = None
 
     # -- requests ------------------------------------------------------------
 
@@ -93,12 +101,15 @@ class App:
             ),
             errors="replace",
         )
-        if loc.role == "publisher":
-            handle_publisher(self, conn, req, loc, channels_path)
-        elif loc.role == "subscriber":
+        if loc.role == "subscriber":
             handle_subscriber(self, conn, req, loc, channels_path, captures)
+            return
+        reply = Reply(conn)
+        if loc.role == "publisher":
+            handle_publisher(self, reply, req, loc, channels_path)
         else:
-            handle_statistics(self, conn, req, loc, channels_path)
+            handle_statistics(self, reply, req, loc, channels_path)
+        reply.wait()
 
     # -- publishing ----------------------------------------------------------
 
@@ -110,7 +121,65 @@ class App:
         event_type: bytes | None = None,
         store: bool = True,
     ) -> Message:
+        """Publish on this worker alone (one worker, or in-process glue)."""
         return self.registry.publish(ch, text, event_id, event_type, store)
+
+    def publish_request(
+        self,
+        channels: list[Channel],
+        text: bytes,
+        event_id: bytes | None,
+        event_type: bytes | None,
+        store: bool,
+        done: Callable[[int, str | None, View], None] | None = None,
+    ) -> None:
+        """Publish to channels; done(status, explain, view) when sequenced.
+
+        With one worker that is at once; with several the sequencer stamps
+        the message and answers once it is on its way to every worker, so
+        a 200 is never given for a message that was not sequenced.
+        """
+        if self.bus is not None:
+            ids = [ch.id for ch in channels]
+
+            def acked(status: int, explain: str | None, counts: dict[str, int]) -> None:
+                if done is not None:
+                    done(status, explain, View(self, counts))
+
+            self.bus.publish(ids, text, event_id, event_type, store, acked)
+            return
+        try:
+            for ch in channels:
+                self.registry.publish(ch, text, event_id, event_type, store)
+        except StoreFullError:
+            if done is not None:
+                done(500, STORE_FULL, View(self))
+            return
+        if done is not None:
+            done(200, None, View(self))
+
+    def delete_request(
+        self, ids: list[str], text: bytes, done: Callable[[int], None]
+    ) -> None:
+        """Delete channels on every worker; done(status)."""
+        if self.bus is not None:
+            self.bus.delete(ids, text, lambda status, explain, counts: done(status))
+            return
+        found = [ch for ch in map(self.registry.get, ids) if ch is not None]
+        for ch in found:
+            self.delete_channel(ch, text)
+        done(200 if found else 404)
+
+    def view(self, done: Callable[[View], None]) -> None:
+        """Subscriber counts of the whole server, for channel information."""
+        if self.bus is not None:
+            self.bus.info(
+                lambda counts, workers, channels: done(
+                    View(self, counts, workers, channels)
+                )
+            )
+            return
+        done(View(self))
 
     def deliver(self, ch: Channel, msg: Message) -> None:
         """Queue msg for the fan-out at the end of this loop iteration.
@@ -188,18 +257,55 @@ class App:
             initial,
         )
         for ch in channels:
-            self.registry.send_event("client_subscribed", ch.id)
+            self.registry.client_subscribed(ch)
 
     def _on_ws_message(
         self, channels: list[Channel], text: bytes, is_text: bool
     ) -> None:
-        for ch in channels:
-            if ch.for_events:
-                continue
-            try:
-                self.publish(ch, text, store=True)
-            except StoreFullError:
-                log.warning("websocket publish to %s refused: store full", ch.id)
+        targets = [ch for ch in channels if not ch.for_events]
+        if targets:
+            self.publish_request(targets, text, None, None, True, self._ws_published)
+
+    def _ws_published(self, status: int, explain: str | None, view: View) -> None:
+        if status != 200:
+            log.warning("websocket publish refused: %d %s", status, explain)
+
+    # -- the bus (several workers) --------------------------------------------
+
+    def apply_message(
+        self,
+        cid: str,
+        mid: int,
+        t: int,
+        tag: int,
+        text: bytes,
+        event_id: bytes | None,
+        event_type: bytes | None,
+        store: bool,
+        expires: float,
+    ) -> None:
+        """A message the sequencer stamped: store the replica, deliver it."""
+        ch = self.registry.channel_for_bus(cid)
+        ch.last_message_id = mid
+        msg = Message(mid, t, tag, text, cid, event_id, event_type, expires)
+        self.registry.record(ch, msg, store)
+        self.deliver(ch, msg)
+
+    def apply_delete(self, cid: str, text: bytes) -> None:
+        ch = self.registry.get(cid)
+        if ch is not None:
+            self.delete_channel(ch, text)
+
+    def apply_snapshot(self, channels: list[tuple]) -> None:  # type: ignore[type-arg]
+        """The store as the sequencer has it, sent when this worker starts."""
+        reg = self.registry
+        for cid, last_id, published, stored in channels:
+            ch = reg.channel_for_bus(cid)
+            for mid, t, tag, text, event_id, event_type, expires in stored:
+                msg = Message(mid, t, tag, text, cid, event_id, event_type, expires)
+                reg.record(ch, msg, True)
+            ch.last_message_id = last_id
+            ch.published_messages = published
 
     # -- timers --------------------------------------------------------------
 
@@ -246,6 +352,20 @@ class App:
             )
         ]
 
+    def reload(self, config: Config) -> None:
+        """Apply a new configuration to new requests; connected subscribers
+        keep the forms (templates) they were attached with."""
+        s = config.settings
+        self.config = config
+        self.router = Router(config.locations)
+        self.registry.settings = s
+        self.header_limit = s.client_header_buffer_size
+        self.keepalive_requests = s.keepalive_requests
+        self._pinging = any(
+            loc.role == "subscriber" and loc.ping_message_interval
+            for loc in config.locations
+        )
+
     def drain(self) -> None:
         """Send every subscriber its footer and close."""
         self.flush()
@@ -276,10 +396,34 @@ def make_sockets(config: Config, reuse_port: bool = True) -> list[socket.socket]
     return socks
 
 
-async def serve(config: Config, sockets: list[socket.socket] | None = None) -> int:
-    """Run one worker until SIGTERM (drain) or SIGINT."""
+async def serve(
+    config: Config,
+    sockets: list[socket.socket] | None = None,
+    *,
+    bus_fd: int | None = None,
+    config_path: str | None = None,
+    listen_args: list[str] | None = None,
+) -> int:
+    """Run one worker until SIGTERM (drain) or SIGINT; SIGHUP reloads.
+
+    With bus_fd (one end of the supervisor's socketpair) publishes go
+    through the sequencer; the worker takes no request before it has the
+    sequencer's copy of the store.
+    """
     loop = asyncio.get_running_loop()
     app = App(config, loop)
+    stop = asyncio.Event()
+    if bus_fd is not None:
+        from fastpush.worker import WorkerBus
+
+        sock = socket.socket(fileno=bus_fd)
+        _, link = await loop.connect_accepted_socket(
+            lambda: WorkerBus(app, stop.set), sock
+        )
+        app.bus = link
+        app.registry.on_count = link.count
+        app.registry.on_event = link.event
+        await link.ready
     app.start()
     socks = sockets if sockets is not None else make_sockets(config)
     servers = [
@@ -288,15 +432,26 @@ async def serve(config: Config, sockets: list[socket.socket] | None = None) -> i
         )
         for sock in socks
     ]
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        from fastpush.config import ConfigError, load_config
+
+        try:
+            new = load_config(config_path, listen=listen_args or None)
+        except ConfigError as err:
+            log.error("SIGHUP: configuration not reloaded: %s", err)
+            return
+        app.reload(new)
+        log.info("configuration reloaded")
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     for host, port in config.listen:
         log.info("fastpush %d listening on %s:%d", os.getpid(), host, port)
-    print(
-        f"fastpush: listening on {', '.join(f'{h}:{p}' for h, p in config.listen)}",
-        flush=True,
-    )
+    if bus_fd is None:
+        addrs = ", ".join(f"{h}:{p}" for h, p in config.listen)
+        print(f"fastpush: listening on {addrs}", flush=True)
     await stop.wait()
     for srv in servers:
         srv.close()

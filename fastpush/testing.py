@@ -46,6 +46,7 @@ __all__ = [
     "subscribe",
     "publish",
     "delete",
+    "wait_subscribers",
     "stored",
     "primer",
     "ok",
@@ -229,21 +230,25 @@ class RawClient:
         out, self.buf = self.buf, b""
         return out
 
+    def _fill_before(self, deadline: float, n: int | None = None) -> None:
+        """Fill buf until the monotonic deadline, the close, or (when n is
+        given) n bytes; leaves the socket timeout at what was left."""
+        while n is None or len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                if not self._fill():
+                    break
+            except socket.timeout:
+                break
+
     def read_for(self, seconds: float) -> bytes:
         """Whatever arrives within seconds."""
         old = self.sock.gettimeout()
-        end = time.monotonic() + seconds
         try:
-            while True:
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self.sock.settimeout(left)
-                try:
-                    if not self._fill():
-                        break
-                except socket.timeout:
-                    break
+            self._fill_before(time.monotonic() + seconds)
         finally:
             self.sock.settimeout(old)
         out, self.buf = self.buf, b""
@@ -410,6 +415,7 @@ TPL = (
 
 
 def _toml_value(value: object) -> str:
+    """value as a TOML literal: a boolean, an integer or a basic string."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -490,17 +496,7 @@ def exchange(srv: ServerProcess, raw: bytes, timeout: float = 5.0) -> bytes:
 
 def read_bytes(c: RawClient, n: int, timeout: float = 5.0) -> bytes:
     """n bytes, or whatever arrived before timeout or the close."""
-    deadline = time.monotonic() + timeout
-    while len(c.buf) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        c.sock.settimeout(left)
-        try:
-            if not c._fill():
-                break
-        except socket.timeout:
-            break
+    c._fill_before(time.monotonic() + timeout, n)
     out, c.buf = c.buf[:n], c.buf[n:]
     return out
 
@@ -539,6 +535,19 @@ def delete(srv: ServerProcess, ch: str, body: bytes | None = None) -> None:
     200.  A body replaces the "Channel deleted" text."""
     answer = exchange(srv, req("DELETE", f"/pub-admin?id={ch}", body))
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+
+
+def wait_subscribers(
+    srv: ServerProcess, ch: str, count: int, timeout: float = 5.0
+) -> None:
+    """Wait until the statistics location /channels-stats counts count
+    subscribers on ch (a long-poll has arrived, a closed one has gone)."""
+    deadline = time.monotonic() + timeout
+    while b'"subscribers": %d}' % count not in exchange(
+        srv, req("GET", f"/channels-stats?id={ch}")
+    ):
+        assert time.monotonic() < deadline, f"{ch} never had {count} subscribers"
+        time.sleep(0.01)
 
 
 def stored(srv: ServerProcess, ch: str, n: int) -> list[tuple[bytes, int]]:

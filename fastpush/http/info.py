@@ -265,20 +265,61 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
 
 
-def _item(app: App, ch: Channel, pattern: str) -> str:
+class View:
+    """Subscriber counts as one worker sees them, or the whole server's.
+
+    With one worker the registry's own counts are the truth; with several,
+    the sequencer's counts (subscribers of every worker) are passed in.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        counts: dict[str, int] | None = None,
+        workers: list[tuple[int, int, int]] | None = None,
+        channels: int | None = None,
+    ) -> None:
+        self.app = app
+        self.counts = counts
+        self._workers = workers
+        self._channels = channels
+
+    def subscribers(self, ch: Channel) -> int:
+        if self.counts is None:
+            return self.app.registry.subscribers(ch)
+        return self.counts.get(ch.id, 0)
+
+    def total_subscribers(self) -> int:
+        if self.counts is None:
+            return self.app.registry.total_subscribers()
+        return sum(self.counts.values())
+
+    def workers(self) -> list[tuple[int, int, int]]:
+        if self._workers is None:
+            return self.app.worker_infos()
+        return self._workers
+
+    def channel_count(self) -> int:
+        if self._channels is None:
+            return self.app.registry.channel_count()
+        return self._channels
+
+
+def _item(view: View, ch: Channel, pattern: str) -> str:
     return pattern % (
         ch.id,
         ch.published_messages,
-        app.registry.stored(ch),
-        app.registry.subscribers(ch),
+        view.app.registry.stored(ch),
+        view.subscribers(ch),
     )
 
 
-def single(app: App, ch: Channel, fmt: Format = JSON) -> bytes:
-    return _item(app, ch, fmt.item).encode()
+def single(view: View, ch: Channel, fmt: Format = JSON) -> bytes:
+    return _item(view, ch, fmt.item).encode()
 
 
-def group(app: App, channels: Iterable[Channel], fmt: Format = JSON) -> bytes:
+def group(view: View, channels: Iterable[Channel], fmt: Format = JSON) -> bytes:
+    app = view.app
     reg = app.registry
     now = time.time()
     chans = list(channels)
@@ -287,22 +328,23 @@ def group(app: App, channels: Iterable[Channel], fmt: Format = JSON) -> bytes:
         % (
             app.hostname,
             _iso(now),
-            reg.channel_count(),
+            view.channel_count(),
             reg.wildcard_channels,
             int(now - reg.started),
         )
     ]
     for i, ch in enumerate(chans):
         last = i == len(chans) - 1
-        out.append(_item(app, ch, fmt.group_last_item if last else fmt.group_item))
+        out.append(_item(view, ch, fmt.group_last_item if last else fmt.group_item))
     out.append(fmt.group_tail)
     return "".join(out).encode()
 
 
-def summary(app: App, fmt: Format = JSON) -> bytes:
+def summary(view: View, fmt: Format = JSON) -> bytes:
+    app = view.app
     reg = app.registry
     now = time.time()
-    workers = app.worker_infos()
+    workers = view.workers()
     by_worker = "".join(
         (fmt.worker_last_item if i == len(workers) - 1 else fmt.worker_item) % w
         for i, w in enumerate(workers)
@@ -312,14 +354,14 @@ def summary(app: App, fmt: Format = JSON) -> bytes:
         % (
             app.hostname,
             _iso(now),
-            reg.channel_count(),
+            view.channel_count(),
             reg.wildcard_channels,
             reg.published_messages,
             reg.stored_messages,
             0,
             0,
             0,
-            reg.total_subscribers(),
+            view.total_subscribers(),
             int(now - reg.started),
             by_worker,
         )

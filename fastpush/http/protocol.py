@@ -79,6 +79,37 @@ class Request:
         return self.headers.get(name)
 
 
+class Reply:
+    """Answers one request now or later.
+
+    A handler that can answer at once (one worker) writes in the same
+    batch as the other pipelined answers; one that waits for the
+    sequencer defers the connection and resumes it when called.
+    """
+
+    __slots__ = ("conn", "done", "deferred")
+
+    def __init__(self, conn: HttpProtocol) -> None:
+        self.conn = conn
+        self.done = False
+        self.deferred = False
+
+    def __call__(self, data: bytes, close: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.deferred:
+            self.conn.resume(data, close)
+        else:
+            self.conn.send(data, close)
+
+    def wait(self) -> None:
+        """Called after the handler returned: defer if no answer yet."""
+        if not self.done and not self.deferred:
+            self.deferred = True
+            self.conn.defer()
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, app: App) -> None:
         self.app = app

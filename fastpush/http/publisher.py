@@ -16,11 +16,14 @@ from fastpush.http.channels import (
     check_id,
     parse_subscribed,
 )
-from fastpush.registry import ChannelLimitError, StoreFullError
+from fastpush.registry import ChannelLimitError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fastpush._core import Channel
     from fastpush.config import Location
-    from fastpush.http.protocol import HttpProtocol, Request
+    from fastpush.http.protocol import Reply, Request
     from fastpush.server import App
 
 ALLOWED_HEADERS = (
@@ -43,19 +46,19 @@ def cors_headers(loc: Location, methods: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def handle_publisher(
-    app: App, conn: HttpProtocol, req: Request, loc: Location, channels_path: str
+    app: App, reply: Reply, req: Request, loc: Location, channels_path: str
 ) -> None:
     admin = loc.mode == "admin"
     methods = b"GET, POST, PUT, DELETE" if admin else b"GET, POST, PUT"
     cors = cors_headers(loc, methods)
     keep = req.keep_alive
     if req.method == "OPTIONS":
-        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
+        reply(response.head(200, length=0, keep_alive=keep, extra=cors))
         return
     if req.method not in ("GET", "POST", "PUT") and not (
         admin and req.method == "DELETE"
     ):
-        conn.send(
+        reply(
             response.error(
                 405, None, keep_alive=keep, extra=cors + [(b"Allow", methods)]
             )
@@ -65,7 +68,7 @@ def handle_publisher(
     # suffix is dropped.
     ids = [r.id for r in parse_subscribed(channels_path)]
     if not ids:
-        conn.send(response.error(400, NO_CHANNEL_ID, keep_alive=keep, extra=cors))
+        reply(response.error(400, NO_CHANNEL_ID, keep_alive=keep, extra=cors))
         return
     s = app.config.settings
     try:
@@ -74,33 +77,40 @@ def handle_publisher(
             if req.method != "GET" and cid == app.registry.events_channel_id:
                 raise ChannelError(403, EVENTS_CHANNEL_INTERNAL)
     except ChannelError as err:
-        conn.send(response.error(err.status, err.explain, keep_alive=keep, extra=cors))
+        reply(response.error(err.status, err.explain, keep_alive=keep, extra=cors))
         return
 
     reg = app.registry
+    fmt = info.negotiate(req.headers.get("accept"))
+
+    def channel_info(view: info.View, channels: list[Channel]) -> None:
+        if len(channels) == 1:
+            body = info.single(view, channels[0], fmt)
+        else:
+            body = info.group(view, channels, fmt)
+        reply(_doc(app, req, body, fmt, cors))
+
     if req.method == "GET":
         found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
         if not found:
-            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+            reply(response.error(404, None, keep_alive=keep, extra=cors))
             return
-        fmt = info.negotiate(req.headers.get("accept"))
-        body = (
-            info.single(app, found[0], fmt)
-            if len(found) == 1
-            else info.group(app, found, fmt)
-        )
-        conn.send(_doc(app, req, body, fmt, cors))
+        app.view(lambda view: channel_info(view, found))
         return
 
     if req.method == "DELETE":
-        found = [ch for ch in (reg.get(cid) for cid in ids) if ch is not None]
-        if not found:
-            conn.send(response.error(404, None, keep_alive=keep, extra=cors))
+        if not any(reg.get(cid) is not None for cid in ids):
+            reply(response.error(404, None, keep_alive=keep, extra=cors))
             return
+
+        def deleted(status: int) -> None:
+            if status == 200:
+                reply(response.error(200, CHANNEL_DELETED, keep_alive=keep, extra=cors))
+            else:
+                reply(response.error(status, None, keep_alive=keep, extra=cors))
+
         text = bytes(req.body) or s.channel_deleted_message_text.encode()
-        for ch in found:
-            app.delete_channel(ch, text)
-        conn.send(response.error(200, CHANNEL_DELETED, keep_alive=keep, extra=cors))
+        app.delete_request(ids, text, deleted)
         return
 
     # POST / PUT. push-stream creates the channels before it looks at the
@@ -108,33 +118,31 @@ def handle_publisher(
     try:
         channels = [reg.get_or_create(cid) for cid in ids]
     except ChannelLimitError:
-        conn.send(response.error(403, CHANNELS_EXCEEDED, keep_alive=keep, extra=cors))
+        reply(response.error(403, CHANNELS_EXCEEDED, keep_alive=keep, extra=cors))
         return
     if not req.body:
-        conn.send(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
+        reply(response.error(400, EMPTY_POST, keep_alive=keep, extra=cors))
         return
-    text = bytes(req.body)
     # Absent and empty differ: an empty header still gives an empty field.
     eid = req.headers.get("event-id")
     etype = req.headers.get("event-type")
-    event_id = eid.encode() if eid is not None else None
-    event_type = etype.encode() if etype is not None else None
-    try:
-        for ch in channels:
-            app.publish(ch, text, event_id, event_type, loc.store_messages)
-    except StoreFullError:
-        conn.send(response.error(500, STORE_FULL, keep_alive=keep, extra=cors))
-        return
-    if not loc.channel_info_on_publish:
-        conn.send(response.head(200, length=0, keep_alive=keep, extra=cors))
-        return
-    fmt = info.negotiate(req.headers.get("accept"))
-    body = (
-        info.single(app, channels[0], fmt)
-        if len(channels) == 1
-        else info.group(app, channels, fmt)
+
+    def published(status: int, explain: str | None, view: info.View) -> None:
+        if status != 200:
+            reply(response.error(status, explain, keep_alive=keep, extra=cors))
+        elif not loc.channel_info_on_publish:
+            reply(response.head(200, length=0, keep_alive=keep, extra=cors))
+        else:
+            channel_info(view, channels)
+
+    app.publish_request(
+        channels,
+        bytes(req.body),
+        eid.encode() if eid is not None else None,
+        etype.encode() if etype is not None else None,
+        loc.store_messages,
+        published,
     )
-    conn.send(_doc(app, req, body, fmt, cors))
 
 
 # push-stream tags its statistics answers with these (its version header
@@ -146,12 +154,12 @@ STATS_HEADERS = [
 
 
 def handle_statistics(
-    app: App, conn: HttpProtocol, req: Request, loc: Location, channels_path: str
+    app: App, reply: Reply, req: Request, loc: Location, channels_path: str
 ) -> None:
     keep = req.keep_alive
     cors = cors_headers(loc, b"GET")
     if req.method != "GET":
-        conn.send(
+        reply(
             response.error(
                 405, None, keep_alive=keep, extra=cors + [(b"Allow", b"GET")]
             )
@@ -161,34 +169,37 @@ def handle_statistics(
     reg = app.registry
     fmt = info.negotiate(req.headers.get("accept"))
     ids = [r.id for r in parse_subscribed(channels_path)]
+
+    def answer(body: Callable[[info.View], bytes]) -> None:
+        app.view(lambda view: reply(_doc(app, req, body(view), fmt, extra)))
+
     if not ids:
-        conn.send(_doc(app, req, info.summary(app, fmt), fmt, extra))
+        answer(lambda view: info.summary(view, fmt))
         return
     found = []
     limit = app.config.settings.max_channel_id_length
     for cid in ids:
         if limit is not None and len(cid) > limit:
-            conn.send(response.error(400, TOO_LARGE, keep_alive=keep, extra=extra))
+            reply(response.error(400, TOO_LARGE, keep_alive=keep, extra=extra))
             return
         if "*" in cid:
             # A prefix listing answers at once; later ids are ignored.
-            body = info.group(app, reg.iter_prefix(cid.split("*", 1)[0]), fmt)
-            conn.send(_doc(app, req, body, fmt, extra))
+            prefix = cid.split("*", 1)[0]
+            answer(lambda view, p=prefix: info.group(view, reg.iter_prefix(p), fmt))
             return
         if cid == ALL_CHANNELS:
-            conn.send(_doc(app, req, info.group(app, reg.iter_all(), fmt), fmt, extra))
+            answer(lambda view: info.group(view, reg.iter_all(), fmt))
             return
         ch = reg.get(cid)
         if ch is not None:
             found.append(ch)
     if not found:
-        conn.send(response.error(404, None, keep_alive=keep, extra=extra))
+        reply(response.error(404, None, keep_alive=keep, extra=extra))
         return
     if len(found) == 1:
-        body = info.single(app, found[0], fmt)
+        answer(lambda view: info.single(view, found[0], fmt))
     else:
-        body = info.group(app, found, fmt)
-    conn.send(_doc(app, req, body, fmt, extra))
+        answer(lambda view: info.group(view, found, fmt))
 
 
 def _doc(

@@ -44,7 +44,6 @@ JSONP_TYPE = b"application/javascript"
 WS_CLOSE = 0x8
 
 
-
 def handle_subscriber(
     app: App,
     conn: HttpProtocol,
@@ -368,7 +367,7 @@ def _poll(
                     pass
                 if not ch.waiters:
                     ch.waiters = None
-            app.registry.send_event("client_unsubscribed", ch.id)
+            app.registry.client_unsubscribed(ch)
         if timer is not None:
             timer.cancel()
 
@@ -395,7 +394,7 @@ def _poll(
         if ch.waiters is None:
             ch.waiters = []
         ch.waiters.append(on_message)
-        app.registry.send_event("client_subscribed", ch.id)
+        app.registry.client_subscribed(ch)
     conn.on_lost = done
     if ttl:
         timer = app.loop.call_later(ttl, on_timeout)
