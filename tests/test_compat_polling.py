@@ -18,45 +18,32 @@ from urllib.parse import quote
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, strip_volatile
+from fastpush.testing import (
+    EPOCH,
+    NO_CACHE,
+    TPL,
+    RawClient,
+    ServerProcess,
+    chunk,
+    chunks,
+    delete,
+    exchange,
+    http_dates,
+    polled_head,
+    pub_location,
+    publish,
+    push_stream_config,
+    read_response,
+    req,
+    stats_location,
+    stored,
+    strip_volatile,
+    sub_location,
+    tpl,
+    wait_subscribers,
+)
 
-NO_CACHE = (
-    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
-)
-TPL = (
-    '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
-    '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
-)
-EPOCH = b"Thu, 01 Jan 1970 00:00:00 GMT"
 JS = b"application/javascript"
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + s.replace("\r", "\\r").replace("\n", "\\n") + '"'
-
-
-def _sub(name: str, mode: str, **kw: object) -> str:
-    """A push-stream `location ~ ^/name/(.*)$ { push_stream_subscriber mode; }`."""
-    lines = [
-        "[[locations]]",
-        f'regex = "^/{name}/(.*)$"',
-        'role = "subscriber"',
-        f'mode = "{mode}"',
-        'channels_path = "$1"',
-    ] + [f"{k} = {_toml(v)}" for k, v in kw.items()]
-    return "\n".join(lines) + "\n\n"
-
-
-def _pub(path: str, admin: bool = False) -> str:
-    mode = 'mode = "admin"\n' if admin else ""
-    return (
-        f'[[locations]]\npath = "{path}"\nrole = "publisher"\n{mode}'
-        'channels_path = "$arg_id"\nstore_messages = true\n\n'
-    )
 
 
 HF = {"header_template": "HEADER", "footer_template": "FOOTER"}
@@ -67,52 +54,54 @@ QS = {
 }
 
 # The polling part of the nginx "basic" configuration of the captures.
-STATS = (
-    '[[locations]]\npath = "/channels-stats"\nrole = "channels_statistics"\n'
-    'channels_path = "$arg_id"\n\n'
-)
-
-BASIC = (
-    '[settings]\nshared_memory_size = "32M"\n\n'
-    + STATS
-    + _pub("/pub-store")
-    + _pub("/pub-admin", admin=True)
-    + _sub("sub", "streaming")
-    + _sub("lp", "long-polling")
-    + _sub("lp-tpl", "long-polling", message_template=TPL)
-    + _sub("lp-hf", "long-polling", **HF)
-    + _sub("lp-ttl", "long-polling", longpolling_connection_ttl="1s")
-    + _sub(
-        "lp-ttl-hf",
-        "long-polling",
-        longpolling_connection_ttl="1s",
-        message_template="<~text~>",
-        **HF,
-    )
-    + _sub("lp-subttl", "long-polling", subscriber_connection_ttl="1s")
-    + _sub("lp-qs", "long-polling", **QS)
-    + _sub("lp-cors", "long-polling", allowed_origins="*")
-    + _sub("poll", "polling")
-    + _sub("poll-tpl", "polling", message_template=TPL)
-    + _sub("poll-hf", "polling", message_template="<~text~>", **HF)
+BASIC = push_stream_config(
+    {"shared_memory_size": "32M"},
+    [
+        stats_location(),
+        pub_location("/pub-store", store_messages=True),
+        pub_location("/pub-admin", mode="admin", store_messages=True),
+        sub_location("sub", "streaming"),
+        sub_location("lp", "long-polling"),
+        sub_location("lp-tpl", "long-polling", message_template=TPL),
+        sub_location("lp-hf", "long-polling", **HF),
+        sub_location("lp-ttl", "long-polling", longpolling_connection_ttl="1s"),
+        sub_location(
+            "lp-ttl-hf",
+            "long-polling",
+            longpolling_connection_ttl="1s",
+            message_template="<~text~>",
+            **HF,
+        ),
+        sub_location("lp-subttl", "long-polling", subscriber_connection_ttl="1s"),
+        sub_location("lp-qs", "long-polling", **QS),
+        sub_location("lp-cors", "long-polling", allowed_origins="*"),
+        sub_location("poll", "polling"),
+        sub_location("poll-tpl", "polling", message_template=TPL),
+        sub_location("poll-hf", "polling", message_template="<~text~>", **HF),
+    ],
 )
 
 # The nginx "limits" configuration: timeout_with_body on, max 3 stored.
-LIMITS = (
-    '[settings]\nshared_memory_size = "32M"\nmax_messages_stored_per_channel = 3\n'
-    "timeout_with_body = true\n\n"
-    + _pub("/pub", admin=True)
-    + _sub("lp", "long-polling", longpolling_connection_ttl="1s")
-    + _sub(
-        "lp-tpl",
-        "long-polling",
-        longpolling_connection_ttl="1s",
-        message_template=TPL,
-        **HF,
-    )
-    + _sub("lp-cb", "long-polling", longpolling_connection_ttl="1s")
-    + _sub("poll", "polling")
-    + _sub("poll-tpl", "polling", message_template=TPL)
+LIMITS = push_stream_config(
+    {
+        "shared_memory_size": "32M",
+        "max_messages_stored_per_channel": 3,
+        "timeout_with_body": True,
+    },
+    [
+        pub_location("/pub", mode="admin", store_messages=True),
+        sub_location("lp", "long-polling", longpolling_connection_ttl="1s"),
+        sub_location(
+            "lp-tpl",
+            "long-polling",
+            longpolling_connection_ttl="1s",
+            message_template=TPL,
+            **HF,
+        ),
+        sub_location("lp-cb", "long-polling", longpolling_connection_ttl="1s"),
+        sub_location("poll", "polling"),
+        sub_location("poll-tpl", "polling", message_template=TPL),
+    ],
 )
 
 
@@ -131,91 +120,22 @@ def limits() -> Iterator[ServerProcess]:
         yield srv
 
 
-def req(
-    method: str, target: str, body: bytes | None = None, headers: str = ""
-) -> bytes:
-    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
-    if body is None:
-        return head.encode() + b"\r\n"
-    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def read_response(c: RawClient) -> bytes:
-    """One complete response, exactly as framed on the wire."""
-    status, headers, raw = c.read_head()
-    if status == 304 or 100 <= status < 200:
-        return raw
-    if "content-length" in headers:
-        return raw + c.read_exactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding") == "chunked":
-        while True:
-            line = c.read_until(b"\r\n")
-            size = int(line.split(b";")[0], 16)
-            raw += line + c.read_exactly(size + 2)
-            if size == 0:
-                return raw
-    return raw + c.read_all()
-
-
-def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=5.0) as c:
-        c.send(raw)
-        return strip_volatile(read_response(c))
-
-
-def publish(
-    srv: ServerProcess,
-    ch: str,
-    body: bytes,
-    headers: str = "",
-    path: str = "/pub-store",
-) -> None:
-    answer = exchange(srv, req("POST", f"{path}?id={ch}", body, headers))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
-def delete(srv: ServerProcess, ch: str) -> None:
-    answer = exchange(srv, req("DELETE", f"/pub-admin?id={ch}"))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
 def waiting(srv: ServerProcess, target: str, ch: str, headers: str = "") -> RawClient:
     """A long-polling request, returned once the server counts it as a
     subscriber of ch (so a publish after this reaches it)."""
     c = srv.client(timeout=5.0)
     c.send(req("GET", target, None, headers))
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        answer = exchange(srv, req("GET", f"/channels-stats?id={ch}"))
-        if b'"subscribers": 1}' in answer:
-            return c
-        time.sleep(0.01)
-    c.close()
-    raise AssertionError(f"{target} never subscribed")
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n" % len(data) + data + b"\r\n"
+    try:
+        wait_subscribers(srv, ch, 1)
+    except AssertionError:
+        c.close()
+        raise
+    return c
 
 
 def body_of(*pieces: bytes) -> bytes:
-    return b"".join(chunk(p) for p in pieces) + b"0\r\n\r\n"
-
-
-def ok_head(
-    last_modified: bytes,
-    tag: int,
-    content_type: bytes = b"text/plain",
-    cors: bytes = b"",
-) -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
-        b"Last-Modified: " + last_modified + b"\r\n"
-        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
-        + cors
-        + NO_CACHE
-        + b"Etag: W/%d\r\n\r\n" % tag
-    )
+    """A whole chunked body: each piece as one chunk, then the last chunk."""
+    return chunks(*pieces) + b"0\r\n\r\n"
 
 
 def not_modified(
@@ -240,35 +160,11 @@ def not_modified(
     )
 
 
-def http_dates(t0: float, t1: float) -> set[bytes]:
-    return {
-        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(s)).encode()
-        for s in range(int(t0), int(t1) + 1)
-    }
-
-
-def stored(srv: ServerProcess, ch: str, n: int) -> list[tuple[bytes, int]]:
-    """(time, tag) of the last n messages of ch, through a templated poll."""
-    raw = exchange(srv, req("GET", f"/poll-tpl/{ch}.b{n}"))
-    found = [
-        (t, int(tag)) for tag, t in re.findall(rb'"tag":(\d+),"time":"([^"]*)"', raw)
-    ]
-    assert len(found) == n, raw
-    return found
-
-
 def last_modified_of(actual: bytes, t0: float, t1: float) -> bytes:
     """The Last-Modified of actual, checked to be a second of [t0, t1]."""
     m = re.search(rb"\r\nLast-Modified: ([^\r]*)\r\n", actual)
     assert m is not None and m.group(1) in http_dates(t0, t1), actual
     return m.group(1)
-
-
-def tpl(id: int, ch: str, text: bytes, when: bytes, tag: int) -> bytes:
-    return (
-        b'{"id":%d,"channel":"%s","text":"%s","tag":%d,"time":"%s","eventid":"",'
-        b'"eventtype":"","size":%d}' % (id, ch.encode(), text, tag, when, len(text))
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -320,7 +216,7 @@ def test_polling_since_epoch_answers_every_message_and_the_newest_validators(
 ) -> None:
     raw = req("GET", "/poll/pl1", None, f"If-Modified-Since: {EPOCH.decode()}\r\n")
     (t2, tag2) = pl1[1]
-    assert exchange(basic, raw) == ok_head(t2, tag2) + body_of(b"p1", b"p2")
+    assert exchange(basic, raw) == polled_head(t2, tag2) + body_of(b"p1", b"p2")
 
 
 def test_polling_up_to_date_is_304_echoing_the_validators(basic, pl1) -> None:
@@ -335,14 +231,14 @@ def test_polling_after_the_first_message_answers_the_second(basic, pl1) -> None:
     (t1, tag1), (t2, tag2) = pl1
     headers = f"If-Modified-Since: {t1.decode()}\r\nIf-None-Match: {tag1}\r\n"
     assert exchange(basic, req("GET", "/poll/pl1", None, headers)) == (
-        ok_head(t2, tag2) + body_of(b"p2")
+        polled_head(t2, tag2) + body_of(b"p2")
     )
 
 
 def test_polling_backtrack_with_template(basic, pl1) -> None:
     (t2, tag2) = pl1[1]
     assert exchange(basic, req("GET", "/poll-tpl/pl1.b1")) == (
-        ok_head(t2, tag2) + body_of(tpl(2, "pl1", b"p2", t2, tag2))
+        polled_head(t2, tag2) + body_of(tpl(2, "pl1", b"p2", tag2, t2))
     )
 
 
@@ -351,7 +247,7 @@ def test_polling_sends_header_and_footer_templates_around_the_messages(
 ) -> None:
     (t2, tag2) = pl1[1]
     assert exchange(basic, req("GET", "/poll-hf/pl1.b2")) == (
-        ok_head(t2, tag2) + body_of(b"HEADER", b"<p1>", b"<p2>", b"FOOTER")
+        polled_head(t2, tag2) + body_of(b"HEADER", b"<p1>", b"<p2>", b"FOOTER")
     )
 
 
@@ -380,7 +276,7 @@ def test_polling_unparsable_if_none_match_counts_as_no_tag(basic, pl1) -> None:
     for inm in ("abc", "-5"):
         headers = f"If-Modified-Since: {EPOCH.decode()}\r\nIf-None-Match: {inm}\r\n"
         assert exchange(basic, req("GET", "/poll/pl1", None, headers)) == (
-            ok_head(t2, tag2) + body_of(b"p1", b"p2")
+            polled_head(t2, tag2) + body_of(b"p1", b"p2")
         ), inm
 
 
@@ -395,7 +291,7 @@ def test_polling_last_event_id_takes_the_first_match(basic) -> None:
     (t2, tag2) = stored(basic, "le", 2)[1]
     headers = f"Last-Event-Id: a\r\nIf-Modified-Since: {EPOCH.decode()}\r\n"
     assert exchange(basic, req("GET", "/poll/le", None, headers)) == (
-        ok_head(t2, tag2) + body_of(b"l2")
+        polled_head(t2, tag2) + body_of(b"l2")
     )
     raw = req("GET", "/poll/le", None, "Last-Event-Id: b\r\n")
     assert exchange(basic, raw) == not_modified()
@@ -405,7 +301,7 @@ def test_polling_a_large_message_is_one_chunk(basic) -> None:
     publish(basic, "big", b"B" * 100000)
     (t, tag) = stored(basic, "big", 1)[0]
     assert exchange(basic, req("GET", "/poll/big.b1")) == (
-        ok_head(t, tag) + b"186a0\r\n" + b"B" * 100000 + b"\r\n0\r\n\r\n"
+        polled_head(t, tag) + b"186a0\r\n" + b"B" * 100000 + b"\r\n0\r\n\r\n"
     )
 
 
@@ -414,7 +310,7 @@ def test_polling_backtrack_beyond_max_messages_stored(limits) -> None:
         publish(limits, "st", b"m%d" % i, path="/pub")
     (t, tag) = stored(limits, "st", 1)[0]
     assert exchange(limits, req("GET", "/poll/st.b10")) == (
-        ok_head(t, tag) + body_of(b"m3", b"m4", b"m5")
+        polled_head(t, tag) + body_of(b"m3", b"m4", b"m5")
     )
 
 
@@ -426,7 +322,7 @@ def test_long_polling_waits_for_the_next_message(basic) -> None:
         publish(basic, "l1", b"first")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "l1", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(b"first")
+    assert actual == polled_head(t, tag) + body_of(b"first")
 
 
 def test_long_polling_ignores_stored_messages_without_validators(basic) -> None:
@@ -435,7 +331,7 @@ def test_long_polling_ignores_stored_messages_without_validators(basic) -> None:
         publish(basic, "l0", b"new")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "l0", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(b"new")
+    assert actual == polled_head(t, tag) + body_of(b"new")
 
 
 def test_long_polling_with_current_validators_waits_then_answers(basic) -> None:
@@ -446,10 +342,10 @@ def test_long_polling_with_current_validators_waits_then_answers(basic) -> None:
         publish(basic, "l2", b"second")
         actual = strip_volatile(read_response(c))
     (t2, tag2) = stored(basic, "l2", 1)[0]
-    assert actual == ok_head(t2, tag2) + body_of(b"second")
+    assert actual == polled_head(t2, tag2) + body_of(b"second")
     # the same validators now find "second" at once
     assert exchange(basic, req("GET", "/lp/l2", None, headers)) == (
-        ok_head(t2, tag2) + body_of(b"second")
+        polled_head(t2, tag2) + body_of(b"second")
     )
 
 
@@ -458,12 +354,13 @@ def test_long_polling_since_epoch_or_backtrack_answers_at_once(basic) -> None:
     publish(basic, "l3", b"second")
     (t1, tag1), (t2, tag2) = stored(basic, "l3", 2)
     raw = req("GET", "/lp/l3", None, f"If-Modified-Since: {EPOCH.decode()}\r\n")
-    assert exchange(basic, raw) == ok_head(t2, tag2) + body_of(b"first", b"second")
+    assert exchange(basic, raw) == polled_head(t2, tag2) + body_of(b"first", b"second")
     assert exchange(basic, req("GET", "/lp/l3.b1")) == (
-        ok_head(t2, tag2) + body_of(b"second")
+        polled_head(t2, tag2) + body_of(b"second")
     )
-    assert exchange(basic, req("GET", "/lp-tpl/l3.b2")) == ok_head(t2, tag2) + body_of(
-        tpl(1, "l3", b"first", t1, tag1), tpl(2, "l3", b"second", t2, tag2)
+    assert exchange(basic, req("GET", "/lp-tpl/l3.b2")) == (
+        polled_head(t2, tag2)
+        + body_of(tpl(1, "l3", b"first", tag1, t1), tpl(2, "l3", b"second", tag2, t2))
     )
 
 
@@ -472,19 +369,14 @@ def test_long_polling_sends_header_and_footer_templates(basic) -> None:
         publish(basic, "l4", b"body")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "l4", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(b"HEADER", b"body", b"FOOTER")
+    assert actual == polled_head(t, tag) + body_of(b"HEADER", b"body", b"FOOTER")
 
 
 def test_long_polling_http10_is_not_chunked_and_closes(basic) -> None:
     c = basic.client(timeout=5.0)
     c.send(b"GET /lp/l5 HTTP/1.0\r\nHost: localhost\r\n\r\n")
     with c:
-        deadline = time.monotonic() + 5.0
-        while b'"subscribers": 1}' not in exchange(
-            basic, req("GET", "/channels-stats?id=l5")
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_subscribers(basic, "l5", 1)
         publish(basic, "l5", b"for-10")
         got = strip_volatile(c.read_all())
     (t, tag) = stored(basic, "l5", 1)[0]
@@ -504,7 +396,7 @@ def test_long_polling_with_allowed_origins_puts_cors_before_no_cache(basic) -> N
         b"Access-Control-Allow-Headers: "
         b"If-Modified-Since,If-None-Match,Etag,Event-Id,Event-Type,Last-Event-Id\r\n"
     )
-    assert actual == ok_head(t, tag, cors=cors) + body_of(b"x")
+    assert actual == polled_head(t, tag, cors=cors) + body_of(b"x")
 
 
 def test_long_polling_last_event_id_without_later_message_waits(basic) -> None:
@@ -514,7 +406,7 @@ def test_long_polling_last_event_id_without_later_message_waits(basic) -> None:
         publish(basic, "le2", b"l3")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "le2", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(b"l3")
+    assert actual == polled_head(t, tag) + body_of(b"l3")
 
 
 # -- long-polling on several channels --------------------------------------------
@@ -532,14 +424,14 @@ def lm(basic) -> dict[str, list[tuple[bytes, int]]]:
 def test_long_polling_several_channels_sends_them_in_path_order(basic, lm) -> None:
     (ta1, ga1), (ta2, ga2) = lm["lm1"]
     (tb1, gb1) = lm["lm2"][0]
-    a1, a2 = tpl(1, "lm1", b"a1", ta1, ga1), tpl(2, "lm1", b"a2", ta2, ga2)
-    b1 = tpl(1, "lm2", b"b1", tb1, gb1)
+    a1, a2 = tpl(1, "lm1", b"a1", ga1, ta1), tpl(2, "lm1", b"a2", ga2, ta2)
+    b1 = tpl(1, "lm2", b"b1", gb1, tb1)
     # the newest (time, tag) of all is a2's
     assert exchange(basic, req("GET", "/lp-tpl/lm1.b5/lm2.b5")) == (
-        ok_head(ta2, ga2) + body_of(a1, a2, b1)
+        polled_head(ta2, ga2) + body_of(a1, a2, b1)
     )
     assert exchange(basic, req("GET", "/lp-tpl/lm2.b5/lm1.b5")) == (
-        ok_head(ta2, ga2) + body_of(b1, a1, a2)
+        polled_head(ta2, ga2) + body_of(b1, a1, a2)
     )
 
 
@@ -548,27 +440,22 @@ def test_long_polling_several_channels_resume_after_validators(basic, lm) -> Non
     (tb1, gb1) = lm["lm2"][0]
     headers = f"If-Modified-Since: {ta1.decode()}\r\nIf-None-Match: {ga1}\r\n"
     assert exchange(basic, req("GET", "/lp-tpl/lm1/lm2", None, headers)) == (
-        ok_head(ta2, ga2)
-        + body_of(tpl(2, "lm1", b"a2", ta2, ga2), tpl(1, "lm2", b"b1", tb1, gb1))
+        polled_head(ta2, ga2)
+        + body_of(tpl(2, "lm1", b"a2", ga2, ta2), tpl(1, "lm2", b"b1", gb1, tb1))
     )
     raw = req("GET", f"/lp-qs/lm1?time={quote(ta1.decode())}&tag={ga1}")
-    assert exchange(basic, raw) == ok_head(ta2, ga2) + body_of(b"a2")
+    assert exchange(basic, raw) == polled_head(ta2, ga2) + body_of(b"a2")
 
 
 def test_long_polling_several_channels_wakes_on_any_of_them(basic, lm) -> None:
     c = basic.client(timeout=5.0)
     c.send(req("GET", "/lp-tpl/lm1/lm2"))
     with c:
-        deadline = time.monotonic() + 5.0
-        while b'"subscribers": 1}' not in exchange(
-            basic, req("GET", "/channels-stats?id=lm2")
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_subscribers(basic, "lm2", 1)
         publish(basic, "lm2", b"b2")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "lm2", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(tpl(2, "lm2", b"b2", t, tag))
+    assert actual == polled_head(t, tag) + body_of(tpl(2, "lm2", b"b2", tag, t))
 
 
 def test_long_polling_if_none_match_alone_is_ignored(basic) -> None:
@@ -581,7 +468,7 @@ def test_long_polling_if_none_match_alone_is_ignored(basic) -> None:
         publish(basic, "lm9", b"a3")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "lm9", 1)[0]
-    assert actual == ok_head(t, tag) + body_of(tpl(1, "lm9", b"a3", t, tag))
+    assert actual == polled_head(t, tag) + body_of(tpl(1, "lm9", b"a3", tag, t))
 
 
 # -- long-polling timeout and delete -------------------------------------------------
@@ -608,7 +495,7 @@ def test_long_polling_jsonp_timeout_is_304_javascript(timers) -> None:
 
 def test_timeout_with_body_answers_timed_out(timers) -> None:
     actual, now = _timed_out(timers, "/lp/to")
-    assert actual == ok_head(now, 0) + body_of(b"Timed out")
+    assert actual == polled_head(now, 0) + body_of(b"Timed out")
 
 
 def test_timeout_with_body_renders_the_template_with_id_minus_3(timers) -> None:
@@ -617,12 +504,14 @@ def test_timeout_with_body_renders_the_template_with_id_minus_3(timers) -> None:
         b'{"id":-3,"channel":"","text":"Timed out","tag":0,"time":"%s","eventid":"",'
         b'"eventtype":"","size":9}' % EPOCH
     )
-    assert actual == ok_head(now, 0) + body_of(b"HEADER", message, b"FOOTER")
+    assert actual == polled_head(now, 0) + body_of(b"HEADER", message, b"FOOTER")
 
 
 def test_timeout_with_body_in_jsonp(timers) -> None:
     actual, now = _timed_out(timers, "/lp-cb/to3?callback=cb")
-    assert actual == ok_head(now, 0, JS) + body_of(b"cb", b"([", b"Timed out", b"]);")
+    assert actual == polled_head(now, 0, JS) + body_of(
+        b"cb", b"([", b"Timed out", b"]);"
+    )
 
 
 def _deleted(basic: ServerProcess, target: str, ch: str) -> tuple[bytes, bytes]:
@@ -635,12 +524,12 @@ def _deleted(basic: ServerProcess, target: str, ch: str) -> tuple[bytes, bytes]:
 
 def test_long_polling_deleted_channel_answers_the_deleted_message(basic) -> None:
     actual, now = _deleted(basic, "/lp/ld1", "ld1")
-    assert actual == ok_head(now, 0) + body_of(b"Channel deleted")
+    assert actual == polled_head(now, 0) + body_of(b"Channel deleted")
 
 
 def test_long_polling_deleted_channel_with_header_and_footer(basic) -> None:
     actual, now = _deleted(basic, "/lp-ttl-hf/ld2", "ld2")
-    assert actual == ok_head(now, 0) + body_of(
+    assert actual == polled_head(now, 0) + body_of(
         b"HEADER", b"<Channel deleted>", b"FOOTER"
     )
 
@@ -649,12 +538,7 @@ def test_long_polling_is_finished_by_the_first_deleted_channel(basic) -> None:
     c = basic.client(timeout=5.0)
     c.send(req("GET", "/lp-tpl/ld3/ld4"))
     with c:
-        deadline = time.monotonic() + 5.0
-        while b'"subscribers": 1}' not in exchange(
-            basic, req("GET", "/channels-stats?id=ld4")
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_subscribers(basic, "ld4", 1)
         t0 = time.time()
         delete(basic, "ld3")
         actual = strip_volatile(read_response(c))
@@ -663,12 +547,12 @@ def test_long_polling_is_finished_by_the_first_deleted_channel(basic) -> None:
         b'{"id":-2,"channel":"ld3","text":"Channel deleted","tag":0,"time":"%s",'
         b'"eventid":"","eventtype":"","size":15}' % EPOCH
     )
-    assert actual == ok_head(now, 0) + body_of(message)
+    assert actual == polled_head(now, 0) + body_of(message)
 
 
 def test_long_polling_deleted_channel_in_jsonp(basic) -> None:
     actual, now = _deleted(basic, "/lp/ld5?callback=cb", "ld5")
-    assert actual == ok_head(now, 0, JS) + body_of(
+    assert actual == polled_head(now, 0, JS) + body_of(
         b"cb", b"([", b"Channel deleted", b"]);"
     )
 
@@ -685,7 +569,7 @@ def jp(basic) -> list[tuple[bytes, int]]:
 
 def test_jsonp_wraps_messages_in_callback_chunks(basic, jp) -> None:
     (t1, tag1), (t2, tag2) = jp
-    expected = ok_head(t2, tag2, JS) + body_of(
+    expected = polled_head(t2, tag2, JS) + body_of(
         b"foo", b"([", b"j1", b",", b"j2", b"]);"
     )
     assert exchange(basic, req("GET", "/lp/jp.b2?callback=foo")) == expected
@@ -695,13 +579,13 @@ def test_jsonp_wraps_messages_in_callback_chunks(basic, jp) -> None:
 def test_jsonp_with_template(basic, jp) -> None:
     (t1, tag1), (t2, tag2) = jp
     assert exchange(basic, req("GET", "/poll-tpl/jp.b2?callback=foo")) == (
-        ok_head(t2, tag2, JS)
+        polled_head(t2, tag2, JS)
         + body_of(
             b"foo",
             b"([",
-            tpl(1, "jp", b"j1", t1, tag1),
+            tpl(1, "jp", b"j1", tag1, t1),
             b",",
-            tpl(2, "jp", b"j2", t2, tag2),
+            tpl(2, "jp", b"j2", tag2, t2),
             b"]);",
         )
     )
@@ -712,13 +596,13 @@ def test_jsonp_long_poll_woken_by_a_publish(basic) -> None:
         publish(basic, "jp3", b"j3")
         actual = strip_volatile(read_response(c))
     (t, tag) = stored(basic, "jp3", 1)[0]
-    assert actual == ok_head(t, tag, JS) + body_of(b"foo", b"([", b"j3", b"]);")
+    assert actual == polled_head(t, tag, JS) + body_of(b"foo", b"([", b"j3", b"]);")
 
 
 def test_jsonp_callback_is_unescaped_and_inside_header_and_footer(basic, jp) -> None:
     (t2, tag2) = jp[1]
     assert exchange(basic, req("GET", "/lp-hf/jp.b1?callback=a%2Eb")) == (
-        ok_head(t2, tag2, JS)
+        polled_head(t2, tag2, JS)
         + body_of(b"HEADER", b"a.b", b"([", b"j2", b"]);", b"FOOTER")
     )
 

@@ -17,12 +17,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, strip_volatile
-
-NO_CACHE = (
-    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+from fastpush.testing import (
+    NO_CACHE,
+    ServerProcess,
+    empty,
+    exchange,
+    explain,
+    info,
+    iso_seconds,
+    ok,
+    read_response,
+    req,
+    strip_volatile,
 )
+
 CORS_ADMIN = (
     b"Access-Control-Allow-Origin: *\r\n"
     b"Access-Control-Allow-Methods: GET, POST, PUT, DELETE\r\n"
@@ -137,94 +145,6 @@ def fresh() -> Iterator[ServerProcess]:
 def limits() -> Iterator[ServerProcess]:
     with ServerProcess(LIMITS) as srv:
         yield srv
-
-
-def req(
-    method: str, target: str, body: bytes | None = None, headers: str = ""
-) -> bytes:
-    """Request bytes laid out as the captures sent them."""
-    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
-    if body is None:
-        return head.encode() + b"\r\n"
-    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def read_response(c: RawClient) -> bytes:
-    """One response, exactly as framed on the wire."""
-    status, headers, raw = c.read_head()
-    if status == 304 or 100 <= status < 200:
-        return raw
-    if "content-length" in headers:
-        return raw + c.read_exactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding") == "chunked":
-        while True:
-            line = c.read_until(b"\r\n")
-            size = int(line.split(b";")[0], 16)
-            raw += line + c.read_exactly(size + 2)
-            if size == 0:
-                return raw
-    return raw + c.read_all()
-
-
-def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    """Send raw on a new connection; the first response without Date/Server."""
-    with srv.client(timeout=5.0) as c:
-        c.send(raw)
-        return strip_volatile(read_response(c))
-
-
-def info(channel: str, published: int, stored: int, subscribers: int = 0) -> bytes:
-    return (
-        b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
-        b'"subscribers": %d}\r\n' % (channel.encode(), published, stored, subscribers)
-    )
-
-
-def ok(
-    body: bytes,
-    content_type: bytes = b"application/json",
-    connection: bytes = b"keep-alive",
-    extra: bytes = b"",
-) -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
-        b"Content-Length: %d\r\nConnection: "
-        % len(body)
-        + connection
-        + b"\r\n"
-        + NO_CACHE
-        + extra
-        + b"\r\n"
-        + body
-    )
-
-
-def empty(
-    status: bytes, extra: bytes = b"", connection: bytes = b"keep-alive"
-) -> bytes:
-    """push-stream's header-only answers (errors, 404, OPTIONS, no-info publish)."""
-    return (
-        b"HTTP/1.1 "
-        + status
-        + b"\r\nContent-Length: 0\r\nConnection: "
-        + connection
-        + b"\r\n"
-        + NO_CACHE
-        + extra
-        + b"\r\n"
-    )
-
-
-def explain(text: str) -> bytes:
-    return b"X-Nginx-PushStream-Explain: " + text.encode() + b"\r\n"
-
-
-def iso_seconds(t0: float, t1: float) -> set[bytes]:
-    """The push-stream ISO 8601 UTC times of every second in [t0, t1]."""
-    return {
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)).encode()
-        for s in range(int(t0), int(t1) + 1)
-    }
 
 
 def group(

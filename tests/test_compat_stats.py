@@ -26,22 +26,32 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, strip_volatile
-
-NO_CACHE = (
-    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+from fastpush.testing import (
+    NO_CACHE,
+    TPL,
+    ServerProcess,
+    chunk,
+    exchange,
+    iso_seconds,
+    message_times,
+    publish,
+    read_chunks,
+    read_response,
+    req,
+    strip_volatile,
+    tags,
+    tpl,
+    wait_subscribers,
 )
+from fastpush.testing import info as json_info
+from fastpush.testing import ok as answer_ok
+
 # push-stream 0.6.0 still reports the tag of 0.5.5 on every statistics answer.
 VERSION = (
     b"X-Nginx-PushStream-Tag: 0.5.5\r\n"
     b"X-Nginx-PushStream-Commit: 3bc016f811d50374251960db091557571dfd7393\r\n"
 )
 HOST = socket.gethostname().encode()
-TPL = (
-    '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
-    '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
-)
 
 STATS = """
 [settings]
@@ -169,51 +179,9 @@ message_template = %s
 # -- helpers -------------------------------------------------------------------
 
 
-def req(
-    method: str, target: str, body: bytes | None = None, headers: str = ""
-) -> bytes:
-    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
-    if body is None:
-        return head.encode() + b"\r\n"
-    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def read_response(c: RawClient) -> bytes:
-    """One complete response, exactly as framed on the wire."""
-    status, headers, raw = c.read_head()
-    if status == 304 or 100 <= status < 200:
-        return raw
-    if "content-length" in headers:
-        return raw + c.read_exactly(int(headers["content-length"]))
-    while True:
-        line = c.read_until(b"\r\n")
-        size = int(line.split(b";")[0], 16)
-        raw += line + c.read_exactly(size + 2)
-        if size == 0:
-            return raw
-
-
-def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=5.0) as c:
-        c.send(raw)
-        return strip_volatile(read_response(c))
-
-
-def publish(srv: ServerProcess, ch: str, body: bytes, path: str = "/pub-store") -> None:
-    answer = exchange(srv, req("POST", f"{path}?id={ch}", body))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
 def ok(body: bytes, content_type: bytes = b"application/json") -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
-        b"Content-Length: %d\r\nConnection: keep-alive\r\n"
-        % len(body)
-        + NO_CACHE
-        + VERSION
-        + b"\r\n"
-        + body
-    )
+    """A statistics answer: a 200 with the version headers."""
+    return answer_ok(body, content_type, extra=VERSION)
 
 
 class Clock:
@@ -233,11 +201,7 @@ class Clock:
         uptimes = set(re.findall(rb"uptime\W+(\d+)", actual))
         stamp = stamps.pop() if len(stamps) == 1 else b"?"
         uptime = uptimes.pop() if len(uptimes) == 1 else b"?"
-        seconds = {
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)).encode()
-            for s in range(int(t0), int(t1) + 1)
-        }
-        assert stamp in seconds, actual
+        assert stamp in iso_seconds(t0, t1), actual
         assert int(t0 - self.started) - 1 <= int(uptime) <= int(t1 - self.started) + 1
         return actual, stamp, uptime
 
@@ -258,10 +222,7 @@ def info(ch: str, published: int, stored: int, subscribers: int) -> tuple:
 
 
 def json_single(i: tuple) -> bytes:
-    return (
-        b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
-        b'"subscribers": %d}\r\n' % (i[0].encode(), *i[1:])
-    )
+    return json_info(*i)
 
 
 def json_group(
@@ -596,12 +557,7 @@ def test_subscriber_count_drops_when_the_subscriber_leaves(stats) -> None:
     with srv.client(timeout=5.0) as sub:
         sub.send(req("GET", "/sub/gone"))
         sub.read_head()
-    deadline = time.monotonic() + 5.0
-    while b'"subscribers": 0}' not in exchange(
-        srv, req("GET", "/channels-stats?id=gone")
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_subscribers(srv, "gone", 0)
     actual = exchange(srv, req("GET", "/channels-stats?id=gone"))
     assert actual == ok(json_single(info("gone", 0, 0, 0)))
 
@@ -707,36 +663,6 @@ def test_events_channel_info_is_readable_by_publishers(events) -> None:
     )
 
 
-def read_chunks(c: RawClient, n: int) -> bytes:
-    """n chunks, with their framing."""
-    raw = b""
-    for _ in range(n):
-        line = c.read_until(b"\r\n")
-        raw += line + c.read_exactly(int(line, 16) + 2)
-    return raw
-
-
-def event_times(raw: bytes, n: int, t0: float, t1: float) -> list[bytes]:
-    """The ~time~ of the n events in raw, checked against the clock."""
-    times = re.findall(rb'"time":"([^"]*)"', raw)
-    dates = {
-        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(s)).encode()
-        for s in range(int(t0), int(t1) + 1)
-    }
-    assert len(times) == n and set(times) <= dates, raw
-    return times
-
-
-def tags(times: list[bytes]) -> list[int]:
-    """push-stream's ~tag~ of messages published at these times on a fresh
-    server: 1 for the first of a second, +1 for each further one."""
-    out, last = [], b""
-    for when in times:
-        out.append(out[-1] + 1 if out and when == last else 1)
-        last = when
-    return out
-
-
 def event_chunks(
     events: list[tuple[str, str]], times: list[bytes], event_tags: list[int]
 ) -> bytes:
@@ -745,23 +671,8 @@ def event_chunks(
     out = b""
     for i, ((kind, ch), when, tag) in enumerate(zip(events, times, event_tags), 1):
         text = b'{"type": "%s", "channel": "%s"}' % (kind.encode(), ch.encode())
-        message = (
-            b'{"id":%d,"channel":"events","text":"%s","tag":%d,"time":"%s",'
-            b'"eventid":"","eventtype":"%s","size":%d}\n'
-            % (i, text, tag, when, kind.encode(), len(text))
-        )
-        out += b"%x\r\n" % len(message) + message + b"\r\n"
+        out += chunk(tpl(i, "events", text, tag, when, b"", kind.encode()) + b"\n")
     return out
-
-
-def _gone(srv: ServerProcess, ch: str) -> None:
-    """Wait until ch has no subscriber left."""
-    deadline = time.monotonic() + 5.0
-    while b'"subscribers": 0}' not in exchange(
-        srv, req("GET", f"/channels-stats?id={ch}")
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_events_report_channel_life_and_every_subscription() -> None:
@@ -772,15 +683,15 @@ def test_events_report_channel_life_and_every_subscription() -> None:
         with srv.client(timeout=5.0) as c:  # creates c1
             c.send(req("GET", "/sub/c1"))
             c.read_head()
-        _gone(srv, "c1")
+        wait_subscribers(srv, "c1", 0)
         with srv.client(timeout=5.0) as c:
             c.websocket("/ws/c1")
-        _gone(srv, "c1")
+        wait_subscribers(srv, "c1", 0)
         assert exchange(srv, req("DELETE", "/pub?id=c1")).startswith(b"HTTP/1.1 200")
         # push-stream reports channel_destroyed from its cleanup timer (4 s)
         ev.sock.settimeout(6.0)
         raw = read_chunks(ev, 6)
-        times = event_times(raw, 6, t0, time.time())
+        times = message_times(raw, t0, time.time(), n=6)
     sub = [("client_subscribed", "c1"), ("client_unsubscribed", "c1")]
     events = [("channel_created", "c1")] + sub * 2 + [("channel_destroyed", "c1")]
     assert raw == event_chunks(events, times, tags(times))
@@ -794,17 +705,12 @@ def test_events_report_long_polling_subscriptions() -> None:
         publish(srv, "c2", b"x", path="/pub")  # channel_created, then the message
         with srv.client(timeout=5.0) as c:
             c.send(req("GET", "/lp/c2"))
-            deadline = time.monotonic() + 5.0
-            while b'"subscribers": 1}' not in exchange(
-                srv, req("GET", "/channels-stats?id=c2")
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-        _gone(srv, "c2")
+            wait_subscribers(srv, "c2", 1)
+        wait_subscribers(srv, "c2", 0)
         raw = read_chunks(ev, 3)
-        times = event_times(raw, 3, t0, time.time())
+        times = message_times(raw, t0, time.time(), n=3)
         poll = exchange(srv, req("GET", "/poll-tpl/c2.b1"))
-        message_time = event_times(poll, 1, t0, time.time())[0]
+        message_time = message_times(poll, t0, time.time(), n=1)[0]
     all_tags = tags([times[0], message_time, times[1], times[2]])
     events = [
         ("channel_created", "c2"),
@@ -823,7 +729,7 @@ def test_events_of_a_subscriber_ended_by_its_ttl() -> None:
             c.send(req("GET", "/sub-ttl/c3"))
             c.read_head()
             raw = read_chunks(ev, 3)
-        times = event_times(raw, 3, t0, time.time())
+        times = message_times(raw, t0, time.time(), n=3)
     events = [
         ("channel_created", "c3"),
         ("client_subscribed", "c3"),
@@ -839,14 +745,14 @@ def test_events_are_stored_and_can_be_polled() -> None:
         with srv.client(timeout=5.0) as c:
             c.send(req("GET", "/sub/c4"))
             c.read_head()
-        _gone(srv, "c4")
+        wait_subscribers(srv, "c4", 0)
         with srv.client(timeout=5.0) as ev:
             ev.send(req("GET", "/ev-sub/events.b3"))
             ev.read_head()
             raw = read_chunks(ev, 3)
-        times = event_times(raw, 3, t0, time.time())
+        times = message_times(raw, t0, time.time(), n=3)
         poll = exchange(srv, req("GET", "/poll-tpl/c4.b1"))
-        message_time = event_times(poll, 1, t0, time.time())[0]
+        message_time = message_times(poll, t0, time.time(), n=1)[0]
         # the message published to c4 took a tag between the first two events
         all_tags = tags([times[0], message_time, times[1], times[2]])
         event_tags = [all_tags[0], all_tags[2], all_tags[3]]

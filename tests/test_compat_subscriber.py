@@ -16,24 +16,43 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import socket
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, strip_volatile, ws_frame
+from fastpush.testing import (
+    EPOCH,
+    NO_CACHE,
+    TPL,
+    RawClient,
+    ServerProcess,
+    chunk,
+    chunks,
+    delete,
+    empty,
+    exchange,
+    explain,
+    http_dates,
+    message_times,
+    primer,
+    pub_location,
+    publish,
+    push_stream_config,
+    read_bytes,
+    read_response,
+    req,
+    stored,
+    stream_head,
+    strip_volatile,
+    sub_location,
+    subscribe,
+    tags,
+    tpl,
+    ws_frame,
+)
 
-NO_CACHE = (
-    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
-)
-TPL = (
-    '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
-    '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
-)
-EPOCH = b"Thu, 01 Jan 1970 00:00:00 GMT"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key, as in the captures
 WS_101 = (
     b"HTTP/1.1 101 Switching Protocols\r\n"
@@ -43,102 +62,77 @@ WS_101 = (
 )
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + s.replace("\r", "\\r").replace("\n", "\\n") + '"'
-
-
-def _config(settings: dict[str, object], locations: list[dict[str, object]]) -> str:
-    out = ["[settings]"] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
-    for loc in locations:
-        out += ["", "[[locations]]"] + [f"{k} = {_toml(v)}" for k, v in loc.items()]
-    return "\n".join(out) + "\n"
-
-
-def _sub(name: str, mode: str, **kw: object) -> dict[str, object]:
-    """A push-stream `location ~ ^/name/(.*)$ { push_stream_subscriber mode; }`."""
-    return {
-        "regex": f"^/{name}/(.*)$",
-        "role": "subscriber",
-        "mode": mode,
-        "channels_path": "$1",
-        **kw,
-    }
-
-
-def _pub(path: str, **kw: object) -> dict[str, object]:
-    return {"path": path, "role": "publisher", "channels_path": "$arg_id", **kw}
-
-
 # The nginx "basic" configuration of the captures, the locations this module uses.
-BASIC = _config(
+BASIC = push_stream_config(
     {"shared_memory_size": "32M"},
     [
-        _pub("/pub"),
-        _pub("/pub-store", store_messages=True),
-        _pub("/pub-admin", mode="admin", store_messages=True),
-        _sub("sub", "streaming"),
-        _sub("sub-tpl", "streaming", message_template=TPL),
-        _sub(
+        pub_location("/pub"),
+        pub_location("/pub-store", store_messages=True),
+        pub_location("/pub-admin", mode="admin", store_messages=True),
+        sub_location("sub", "streaming"),
+        sub_location("sub-tpl", "streaming", message_template=TPL),
+        sub_location(
             "sub-hf",
             "streaming",
             header_template="HEADER\r\nline2",
             footer_template="FOOTER",
             message_template="<~text~>",
         ),
-        _sub("sub-ct", "streaming", content_type="text/html; charset=utf-8"),
-        _sub("sub-ping", "streaming", ping_message_interval="1s", message_template=TPL),
-        _sub("sub-ping-def", "streaming", ping_message_interval="1s"),
-        _sub(
+        sub_location("sub-ct", "streaming", content_type="text/html; charset=utf-8"),
+        sub_location(
+            "sub-ping", "streaming", ping_message_interval="1s", message_template=TPL
+        ),
+        sub_location("sub-ping-def", "streaming", ping_message_interval="1s"),
+        sub_location(
             "sub-ttl",
             "streaming",
             subscriber_connection_ttl="2s",
             header_template="H",
             footer_template="F",
         ),
-        _sub("sub-cors", "streaming", allowed_origins="http://example.com"),
-        _sub("sub-auth", "streaming", authorized_channels_only=True),
-        _sub(
+        sub_location("sub-cors", "streaming", allowed_origins="http://example.com"),
+        sub_location("sub-auth", "streaming", authorized_channels_only=True),
+        sub_location(
             "sub-qs",
             "streaming",
             last_received_message_time="$arg_time",
             last_received_message_tag="$arg_tag",
             last_event_id="$arg_eventid",
         ),
-        _sub(
+        sub_location(
             "sub-pad",
             "streaming",
             padding_by_user_agent="[Mm]ozilla,300,150:Chrome,40,20",
             header_template="HDR",
             message_template="~text~",
         ),
-        _sub(
+        sub_location(
             "sub-ua",
             "streaming",
             user_agent="$arg_ua",
             padding_by_user_agent="Pad,250,110",
         ),
-        _sub("ev", "eventsource"),
-        _sub("ev-pad", "eventsource", padding_by_user_agent="Pad,250,110"),
-        _sub("lp", "long-polling"),
-        _sub("poll", "polling"),
-        _sub("poll-tpl", "polling", message_template=TPL),
-        _sub("ws", "websocket"),
-        _sub("ws-tpl", "websocket", message_template=TPL),
-        _sub("ws-hf", "websocket", header_template="HEADER", footer_template="FOOTER"),
-        _sub("ws-ping", "websocket", ping_message_interval="1s"),
-        _sub("ws-ttl", "websocket", subscriber_connection_ttl="2s"),
-        _sub("ws-pub", "websocket", websocket_allow_publish=True, store_messages=True),
-        _sub("ws-auth", "websocket", authorized_channels_only=True),
+        sub_location("ev", "eventsource"),
+        sub_location("ev-pad", "eventsource", padding_by_user_agent="Pad,250,110"),
+        sub_location("lp", "long-polling"),
+        sub_location("poll", "polling"),
+        sub_location("poll-tpl", "polling", message_template=TPL),
+        sub_location("ws", "websocket"),
+        sub_location("ws-tpl", "websocket", message_template=TPL),
+        sub_location(
+            "ws-hf", "websocket", header_template="HEADER", footer_template="FOOTER"
+        ),
+        sub_location("ws-ping", "websocket", ping_message_interval="1s"),
+        sub_location("ws-ttl", "websocket", subscriber_connection_ttl="2s"),
+        sub_location(
+            "ws-pub", "websocket", websocket_allow_publish=True, store_messages=True
+        ),
+        sub_location("ws-auth", "websocket", authorized_channels_only=True),
     ],
 )
 
 # The nginx "limits" configuration of the captures.
-LIMITS = _config(
+LIMITS = push_stream_config(
     {
         "shared_memory_size": "32M",
         "max_channel_id_length": 10,
@@ -152,18 +146,20 @@ LIMITS = _config(
         "timeout_with_body": True,
     },
     [
-        _pub("/pub", mode="admin", store_messages=True),
-        _sub("sub", "streaming", wildcard_channel_max_qtd=1),
-        _sub("sub-ping", "streaming", ping_message_interval="1s", message_template=TPL),
-        _sub(
+        pub_location("/pub", mode="admin", store_messages=True),
+        sub_location("sub", "streaming", wildcard_channel_max_qtd=1),
+        sub_location(
+            "sub-ping", "streaming", ping_message_interval="1s", message_template=TPL
+        ),
+        sub_location(
             "sub-auth",
             "streaming",
             authorized_channels_only=True,
             wildcard_channel_max_qtd=1,
         ),
-        _sub("lp", "long-polling", longpolling_connection_ttl="1s"),
-        _sub("poll", "polling"),
-        _sub("ws", "websocket", wildcard_channel_max_qtd=1),
+        sub_location("lp", "long-polling", longpolling_connection_ttl="1s"),
+        sub_location("poll", "polling"),
+        sub_location("ws", "websocket", wildcard_channel_max_qtd=1),
     ],
 )
 
@@ -183,15 +179,6 @@ def limits() -> Iterator[ServerProcess]:
         yield srv
 
 
-def req(
-    method: str, target: str, body: bytes | None = None, headers: str = ""
-) -> bytes:
-    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
-    if body is None:
-        return head.encode() + b"\r\n"
-    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
 def ws_req(target: str, headers: str = "") -> bytes:
     return req(
         "GET",
@@ -199,158 +186,6 @@ def ws_req(target: str, headers: str = "") -> bytes:
         None,
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}",
-    )
-
-
-def read_response(c: RawClient) -> bytes:
-    """One complete response, exactly as framed on the wire."""
-    status, headers, raw = c.read_head()
-    if status == 304 or 100 <= status < 200:
-        return raw
-    if "content-length" in headers:
-        return raw + c.read_exactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding") == "chunked":
-        while True:
-            line = c.read_until(b"\r\n")
-            size = int(line.split(b";")[0], 16)
-            raw += line + c.read_exactly(size + 2)
-            if size == 0:
-                return raw
-    return raw + c.read_all()
-
-
-def exchange(srv: ServerProcess, raw: bytes, timeout: float = 5.0) -> bytes:
-    with srv.client(timeout=timeout) as c:
-        c.send(raw)
-        return strip_volatile(read_response(c))
-
-
-def read_bytes(c: RawClient, n: int, timeout: float = 5.0) -> bytes:
-    """n bytes, or whatever arrived before timeout or the close."""
-    deadline = time.monotonic() + timeout
-    while len(c.buf) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        c.sock.settimeout(left)
-        try:
-            if not c._fill():
-                break
-        except socket.timeout:
-            break
-    out, c.buf = c.buf[:n], c.buf[n:]
-    return out
-
-
-def subscribe(srv: ServerProcess, raw: bytes) -> tuple[RawClient, bytes]:
-    """Open a streaming subscriber; returns the client and its response head."""
-    c = srv.client(timeout=5.0)
-    c.send(raw)
-    return c, strip_volatile(c.read_head()[2])
-
-
-def publish(
-    srv: ServerProcess,
-    ch: str,
-    body: bytes,
-    headers: str = "",
-    path: str = "/pub-store",
-) -> None:
-    answer = exchange(srv, req("POST", f"{path}?id={ch}", body, headers))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
-def delete(srv: ServerProcess, ch: str, body: bytes | None = None) -> None:
-    answer = exchange(srv, req("DELETE", f"/pub-admin?id={ch}", body))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n" % len(data) + data + b"\r\n"
-
-
-def stream_head(content_type: bytes = b"text/plain", cors: bytes = b"") -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
-        b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
-        + cors
-        + NO_CACHE
-        + b"\r\n"
-    )
-
-
-def empty(
-    status: bytes, extra: bytes = b"", connection: bytes = b"keep-alive"
-) -> bytes:
-    return (
-        b"HTTP/1.1 "
-        + status
-        + b"\r\nContent-Length: 0\r\nConnection: "
-        + connection
-        + b"\r\n"
-        + NO_CACHE
-        + extra
-        + b"\r\n"
-    )
-
-
-def explain(text: str) -> bytes:
-    return b"X-Nginx-PushStream-Explain: " + text.encode() + b"\r\n"
-
-
-def http_dates(t0: float, t1: float) -> set[bytes]:
-    """The RFC 1123 dates of every second in [t0, t1]."""
-    return {
-        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(s)).encode()
-        for s in range(int(t0), int(t1) + 1)
-    }
-
-
-def message_times(raw: bytes, t0: float, t1: float) -> list[bytes]:
-    """The ~time~ of each templated message in raw, checked against the clock."""
-    times = re.findall(rb'"time":"([^"]*)"', raw)
-    dates = http_dates(t0, t1)
-    assert all(t in dates for t in times), (times, dates)
-    return times
-
-
-def tags_after(start: tuple[bytes, int], times: list[bytes]) -> list[int]:
-    """push-stream's ~tag~: 1 for the first message of a second on the whole
-    server, +1 for each further one in the same second."""
-    last_time, last_tag = start
-    tags = []
-    for t in times:
-        last_tag = last_tag + 1 if t == last_time else 1
-        last_time = t
-        tags.append(last_tag)
-    return tags
-
-
-def primer(srv: ServerProcess, ch: str) -> tuple[bytes, int]:
-    """Publish one message and read back its (time, tag): where the server-wide
-    tag sequence stands before the messages a test publishes next."""
-    t0 = time.time()
-    publish(srv, ch, b"primer")
-    raw = exchange(srv, req("GET", f"/poll-tpl/{ch}.b1"))
-    m = re.search(rb'"tag":(\d+),"time":"([^"]*)"', raw)
-    assert m is not None, raw
-    assert m.group(2) in http_dates(t0, time.time())
-    return m.group(2), int(m.group(1))
-
-
-def tpl(
-    id: int,
-    channel: str,
-    text: bytes,
-    tag: int,
-    when: bytes,
-    event_id: bytes = b"",
-    event_type: bytes = b"",
-) -> bytes:
-    return (
-        b'{"id":%d,"channel":"%s","text":"%s","tag":%d,"time":"%s","eventid":"%s",'
-        b'"eventtype":"%s","size":%d}'
-        % (id, channel.encode(), text, tag, when, event_id, event_type, len(text))
     )
 
 
@@ -443,11 +278,11 @@ def test_backtrack_of_several_channels_follows_the_path_order(
     basic, backtrack_channels
 ) -> None:
     start, times = backtrack_channels
-    tags = tags_after(start, times)
+    tag = tags(times, start)
     body = (
-        chunk(tpl(1, "bt2", b"x1", tags[3], times[3]))
-        + chunk(tpl(2, "bt", b"m2", tags[1], times[1]))
-        + chunk(tpl(3, "bt", b"m3", tags[2], times[2]))
+        chunk(tpl(1, "bt2", b"x1", tag[3], times[3]))
+        + chunk(tpl(2, "bt", b"m2", tag[1], times[1]))
+        + chunk(tpl(3, "bt", b"m3", tag[2], times[2]))
     )
     c, head = subscribe(basic, req("GET", "/sub-tpl/bt2.b1/bt.b2"))
     with c:
@@ -603,10 +438,7 @@ def _stored(basic: ServerProcess, ch: str, event_ids: bool = False) -> list[byte
 
 
 def _tag_of_first(basic: ServerProcess, ch: str) -> bytes:
-    raw = exchange(basic, req("GET", f"/poll-tpl/{ch}.b3"))
-    m = re.search(rb'"tag":(\d+)', raw)
-    assert m is not None, raw
-    return m.group(1)
+    return b"%d" % stored(basic, ch, 3)[0][1]
 
 
 def _resumed(basic: ServerProcess, raw: bytes, expected: list[bytes], ch: str) -> None:
@@ -614,7 +446,7 @@ def _resumed(basic: ServerProcess, raw: bytes, expected: list[bytes], ch: str) -
     (which shows that nothing else was sent)."""
     c, head = subscribe(basic, raw)
     with c:
-        body = b"".join(chunk(m) for m in expected)
+        body = chunks(*expected)
         got = read_bytes(c, len(body))
         publish(basic, ch, b"new")
         got += read_bytes(c, len(chunk(b"new")))
@@ -1007,7 +839,7 @@ def test_websocket_frames_carry_the_templated_message(basic) -> None:
         got = read_bytes(c, 2)
         got += read_bytes(c, got[1] & 0x7F)
     (when,) = message_times(got, t0, time.time())
-    (tag,) = tags_after(start, [when])
+    (tag,) = tags([when], start)
     assert head + got == WS_101 + text_frame(
         tpl(1, "w2", b"tpl", tag, when, b"e", b"t")
     )

@@ -18,19 +18,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastpush.testing import RawClient, ServerProcess, strip_volatile
-
-NO_CACHE = (
-    b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
-)
-STREAM_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
-    b"Connection: keep-alive\r\n" + NO_CACHE + b"\r\n"
-)
-TPL = (
-    '{"id":~id~,"channel":"~channel~","text":"~text~","tag":~tag~,"time":"~time~",'
-    '"eventid":"~event-id~","eventtype":"~event-type~","size":~size~}'
+from fastpush.testing import (
+    NO_CACHE,
+    TPL,
+    ServerProcess,
+    chunk,
+    exchange,
+    message_times,
+    primer,
+    publish,
+    read_chunks,
+    req,
+    stream_head,
+    subscribe,
+    tags,
+    tpl,
 )
 
 CONFIG = f"""
@@ -79,120 +81,20 @@ def fresh() -> Iterator[ServerProcess]:
         yield srv
 
 
-def req(
-    method: str, target: str, body: bytes | None = None, headers: str = ""
-) -> bytes:
-    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}"
-    if body is None:
-        return head.encode() + b"\r\n"
-    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def read_response(c: RawClient) -> bytes:
-    status, headers, raw = c.read_head()
-    if status == 304 or "content-length" in headers:
-        return raw + c.read_exactly(int(headers.get("content-length", 0)))
-    while True:
-        line = c.read_until(b"\r\n")
-        raw += line + c.read_exactly(int(line, 16) + 2)
-        if line == b"0\r\n":
-            return raw
-
-
-def exchange(srv: ServerProcess, raw: bytes) -> bytes:
-    with srv.client(timeout=5.0) as c:
-        c.send(raw)
-        return strip_volatile(read_response(c))
-
-
-def publish(srv: ServerProcess, ch: str, body: bytes, headers: str = "") -> None:
-    answer = exchange(srv, req("POST", f"/pub-store?id={ch}", body, headers))
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
-
-
-def subscribe(srv: ServerProcess, target: str) -> tuple[RawClient, bytes]:
-    c = srv.client(timeout=5.0)
-    c.send(req("GET", target))
-    return c, strip_volatile(c.read_head()[2])
-
-
-def read_chunks(c: RawClient, n: int) -> bytes:
-    """n chunks, with their framing."""
-    raw = b""
-    for _ in range(n):
-        line = c.read_until(b"\r\n")
-        raw += line + c.read_exactly(int(line, 16) + 2)
-    return raw
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n" % len(data) + data + b"\r\n"
-
-
-def times_in(raw: bytes, n: int, t0: float, t1: float) -> list[bytes]:
-    """The ~time~ of the n messages in raw, checked against the clock."""
-    times = re.findall(rb'"time":"([^"]*)"', raw)
-    dates = {
-        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(s)).encode()
-        for s in range(int(t0), int(t1) + 1)
-    }
-    assert len(times) == n and set(times) <= dates, raw
-    return times
-
-
-def tags(times: list[bytes], start: tuple[bytes, int] = (b"", 0)) -> list[int]:
-    """push-stream's ~tag~ of messages published at these times after the
-    (time, tag) start: +1 within the same second, else 1."""
-    out, (last, tag) = [], start
-    for when in times:
-        tag = tag + 1 if when == last else 1
-        last = when
-        out.append(tag)
-    return out
-
-
-def primer(srv: ServerProcess, ch: str) -> tuple[bytes, int]:
-    """Publish one message and read back its (time, tag): where the server-wide
-    tag sequence stands before the messages a test publishes next."""
-    t0 = time.time()
-    publish(srv, ch, b"primer")
-    raw = exchange(srv, req("GET", f"/poll-tpl/{ch}.b1"))
-    (when,) = times_in(raw, 1, t0, time.time())
-    m = re.search(rb'"tag":(\d+)', raw)
-    assert m is not None, raw
-    return when, int(m.group(1))
-
-
-def tpl(
-    id: int,
-    channel: str,
-    text: bytes,
-    tag: int,
-    when: bytes,
-    event_id: bytes = b"",
-    event_type: bytes = b"",
-) -> bytes:
-    return (
-        b'{"id":%d,"channel":"%s","text":"%s","tag":%d,"time":"%s","eventid":"%s",'
-        b'"eventtype":"%s","size":%d}'
-        % (id, channel.encode(), text, tag, when, event_id, event_type, len(text))
-    )
-
-
 # -- tests -------------------------------------------------------------------------
 
 
 def test_template_replaces_every_placeholder(server) -> None:
     start = primer(server, "t1-primer")
     t0 = time.time()
-    c, head = subscribe(server, "/sub-tpl/t1")
+    c, head = subscribe(server, req("GET", "/sub-tpl/t1"))
     with c:
         publish(server, "t1", b"hello")
         publish(server, "t1", b"with ev", "Event-Id: eid-1\r\nEvent-Type: etype\r\n")
         got = read_chunks(c, 2)
-    times = times_in(got, 2, t0, time.time())
+    times = message_times(got, t0, time.time(), n=2)
     tag = tags(times, start)
-    assert head + got == STREAM_HEAD + chunk(
+    assert head + got == stream_head() + chunk(
         tpl(1, "t1", b"hello", tag[0], times[0])
     ) + chunk(tpl(2, "t1", b"with ev", tag[1], times[1], b"eid-1", b"etype"))
 
@@ -201,12 +103,12 @@ def test_template_inserts_the_text_raw(server) -> None:
     # no JSON escaping, and a placeholder inside the text stays as it is
     start = primer(server, "t1b-primer")
     t0 = time.time()
-    c, head = subscribe(server, "/sub-tpl/t1b")
+    c, head = subscribe(server, req("GET", "/sub-tpl/t1b"))
     with c:
         publish(server, "t1b", b'q"u\not~id~e')
         got = read_chunks(c, 1)
-    times = times_in(got, 1, t0, time.time())
-    assert head + got == STREAM_HEAD + chunk(
+    times = message_times(got, t0, time.time(), n=1)
+    assert head + got == stream_head() + chunk(
         tpl(1, "t1b", b'q"u\not~id~e', tags(times, start)[0], times[0])
     )
 
@@ -214,14 +116,14 @@ def test_template_inserts_the_text_raw(server) -> None:
 def test_template_ids_count_per_channel(server) -> None:
     start = primer(server, "t23-primer")
     t0 = time.time()
-    c, head = subscribe(server, "/sub-tpl/t2/t3")
+    c, head = subscribe(server, req("GET", "/sub-tpl/t2/t3"))
     with c:
         publish(server, "t3", b"to-t3")
         publish(server, "t2", b"to-t2")
         got = read_chunks(c, 2)
-    times = times_in(got, 2, t0, time.time())
+    times = message_times(got, t0, time.time(), n=2)
     tag = tags(times, start)
-    assert head + got == STREAM_HEAD + chunk(
+    assert head + got == stream_head() + chunk(
         tpl(1, "t3", b"to-t3", tag[0], times[0])
     ) + chunk(tpl(1, "t2", b"to-t2", tag[1], times[1]))
 
@@ -232,7 +134,7 @@ def test_tag_counts_the_messages_of_one_second_on_the_whole_server(fresh) -> Non
     for ch, text in (("a", b"1"), ("b", b"2"), ("a", b"3"), ("c", b"4")):
         publish(fresh, ch, text)
     raw = exchange(fresh, req("GET", "/poll-tpl/a.b2/b.b1/c.b1"))
-    times = times_in(raw, 4, t0, time.time())
+    times = message_times(raw, t0, time.time(), n=4)
     # the answer is channel by channel: a (1st, 3rd), b (2nd), c (4th)
     order = [0, 2, 1, 3]
     published = [times[order.index(i)] for i in range(4)]
@@ -258,12 +160,12 @@ def test_tag_counts_the_messages_of_one_second_on_the_whole_server(fresh) -> Non
 def test_empty_event_headers_render_empty_fields(server) -> None:
     start = primer(server, "ee-primer")
     t0 = time.time()
-    c, head = subscribe(server, "/sub-tpl/ee")
+    c, head = subscribe(server, req("GET", "/sub-tpl/ee"))
     with c:
         publish(server, "ee", b"e", "Event-Id: \r\nEvent-Type: \r\n")
         got = read_chunks(c, 1)
-    times = times_in(got, 1, t0, time.time())
-    assert head + got == STREAM_HEAD + chunk(
+    times = message_times(got, t0, time.time(), n=1)
+    assert head + got == stream_head() + chunk(
         tpl(1, "ee", b"e", tags(times, start)[0], times[0])
     )
 
@@ -271,23 +173,23 @@ def test_empty_event_headers_render_empty_fields(server) -> None:
 def test_same_channel_twice_renders_the_message_twice(server) -> None:
     start = primer(server, "dup-primer")
     t0 = time.time()
-    c, head = subscribe(server, "/sub-tpl/dup/dup")
+    c, head = subscribe(server, req("GET", "/sub-tpl/dup/dup"))
     with c:
         publish(server, "dup", b"twice")
         got = read_chunks(c, 2)
-    times = times_in(got, 2, t0, time.time())
+    times = message_times(got, t0, time.time(), n=2)
     message = chunk(tpl(1, "dup", b"twice", tags(times[:1], start)[0], times[0]))
-    assert head + got == STREAM_HEAD + message * 2
+    assert head + got == stream_head() + message * 2
 
 
 def test_empty_path_segment_is_not_a_channel(fresh) -> None:
     t0 = time.time()
-    c, head = subscribe(fresh, "/sub-tpl/x1//x2")
+    c, head = subscribe(fresh, req("GET", "/sub-tpl/x1//x2"))
     with c:
         publish(fresh, "x2", b"to-x2")
         got = read_chunks(c, 1)
-    times = times_in(got, 1, t0, time.time())
-    assert head + got == STREAM_HEAD + chunk(tpl(1, "x2", b"to-x2", 1, times[0]))
+    times = message_times(got, t0, time.time(), n=1)
+    assert head + got == stream_head() + chunk(tpl(1, "x2", b"to-x2", 1, times[0]))
     listing = exchange(fresh, req("GET", "/channels-stats?id=ALL"))
     infos = re.findall(rb'\{"channel": "([^"]*)"', listing)
     assert infos == [b"x1", b"x2"], listing
