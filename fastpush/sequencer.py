@@ -163,6 +163,7 @@ class Sequencer:
                     int(time.time() - lk.started),
                 )
                 for _, lk in sorted(self.links.items())
+                if lk.pid  # listening
             ]
             link.send(
                 bus.encode(

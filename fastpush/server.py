@@ -432,6 +432,8 @@ async def serve(
         )
         for sock in socks
     ]
+    if app.bus is not None:
+        app.bus.hello()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 

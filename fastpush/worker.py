@@ -38,7 +38,12 @@ class WorkerBus(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(bus.encode(bus.HELLO, os.getpid()))  # type: ignore[attr-defined]
+
+    def hello(self) -> None:
+        """Tell the sequencer this worker is listening (it then appears in
+        by_worker, and a test or an operator can count it as up)."""
+        if self.transport is not None:
+            self.transport.write(bus.encode(bus.HELLO, os.getpid()))
 
     def data_received(self, data: bytes) -> None:
         for frame in self.reader.feed(data):
