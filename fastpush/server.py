@@ -457,6 +457,13 @@ async def serve(
     await stop.wait()
     for srv in servers:
         srv.close()
+    if app.bus is not None:
+        # Publishes already sent to the sequencer get their answers first.
+        for _ in range(100):
+            if not app.bus.pending or app.bus.transport is None:
+                break
+            await asyncio.sleep(0.05)
+        app.flush()
     app.drain()
     # Give footers a moment to leave; the core closes what is left.
     await asyncio.sleep(0.05)
