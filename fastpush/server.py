@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -22,6 +23,7 @@ from fastpush.http.router import Router, expand
 from fastpush.http.subscriber import handle_subscriber
 from fastpush.registry import (
     CHANNEL_DELETED_MESSAGE_ID,
+    ChannelLimitError,
     Message,
     Registry,
     StoreFullError,
@@ -270,6 +272,40 @@ class App:
         if status != 200:
             log.warning("websocket publish refused: %d %s", status, explain)
 
+    def glue_publisher(self) -> Callable[..., Awaitable[None]]:
+        """The in-process publish the glue uses inside `fastpush serve`.
+
+        It resolves once the message is published (sequenced, with several
+        workers) and raises otherwise, so the glue finishes a job only after
+        all its publishes went through, and retries it if not.
+        """
+        store = self.config.settings.store_messages
+
+        async def publish(
+            channel: str,
+            body: bytes,
+            event_id: bytes | None = None,
+            event_type: bytes | None = None,
+        ) -> None:
+            try:
+                ch = self.registry.get_or_create(channel)
+            except ChannelLimitError:
+                raise PublishError(403, "Number of channels were exceeded.") from None
+            done: asyncio.Future[tuple[int, str | None]] = self.loop.create_future()
+            self.publish_request(
+                [ch],
+                body,
+                event_id,
+                event_type,
+                store,
+                lambda status, explain, view: done.set_result((status, explain)),
+            )
+            status, explain = await done
+            if status != 200:
+                raise PublishError(status, explain or "")
+
+        return publish
+
     # -- the bus (several workers) --------------------------------------------
 
     def apply_message(
@@ -381,6 +417,14 @@ class App:
         self.hub.close()
 
 
+class PublishError(Exception):
+    """An in-process publish that was refused (the HTTP status it would get)."""
+
+    def __init__(self, status: int, explain: str) -> None:
+        super().__init__(f"{status} {explain}")
+        self.status = status
+
+
 def make_sockets(config: Config, reuse_port: bool = True) -> list[socket.socket]:
     socks = []
     for host, port in config.listen:
@@ -454,7 +498,18 @@ async def serve(
     if bus_fd is None:
         addrs = ", ".join(f"{h}:{p}" for h, p in config.listen)
         print(f"fastpush: listening on {addrs}", flush=True)
+    glue = None
+    if config.glue:
+        # The glue of `fastpush glue`, in this process: one command runs the
+        # whole system. Every worker consumes; Thoonk's claims are atomic.
+        from fastpush.glue import serve_glue
+
+        glue = loop.create_task(serve_glue(config.glue, app.glue_publisher()))
     await stop.wait()
+    if glue is not None:
+        glue.cancel()
+        with contextlib.suppress(BaseException):
+            await glue
     for srv in servers:
         srv.close()
     if app.bus is not None:
