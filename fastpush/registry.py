@@ -50,6 +50,9 @@ class Registry:
         self.wildcard_channels = 0
         self.published_messages = 0
         self.stored_messages = 0
+        # collect()'s wheel: second -> ids of channels to look at then.
+        self._due: dict[int, set[str]] = {}
+        self._collected = int(time.time()) - 1
         self.stored_bytes = 0
         self.started = time.time()
         # push-stream's tag: 1 for the first message in a second, then +1
@@ -98,6 +101,7 @@ class Registry:
         now = time.time()
         ch.created = now
         ch.expires = now + s.channel_inactivity_time
+        self._schedule(channel_id, ch.expires)
         ch.wildcard = wildcard
         ch.for_events = for_events
         self.channels[channel_id] = ch
@@ -119,6 +123,21 @@ class Registry:
 
     def touch(self, ch: Channel) -> None:
         ch.expires = time.time() + self.settings.channel_inactivity_time
+        self._schedule(ch.id, ch.expires)
+
+    def _schedule(self, channel_id: str, when: float) -> None:
+        """Look at channel_id again once `when` has passed.
+
+        A wheel of one-second buckets: collect() visits only the channels
+        with something due, not every channel every second, and a channel
+        touched many times in a second sits in its bucket once.
+        """
+        second = int(when) + 1
+        bucket = self._due.get(second)
+        if bucket is None:
+            self._due[second] = {channel_id}
+        else:
+            bucket.add(channel_id)
 
     # -- messages ------------------------------------------------------------
 
@@ -173,6 +192,7 @@ class Registry:
             self.published_messages += 1
         if store:
             ch.store_append(msg)
+            self._schedule(ch.id, msg.expires)
             self.stored_bytes += len(msg.text) + MESSAGE_OVERHEAD
             if not ch.for_events:
                 self.stored_messages += 1
@@ -226,20 +246,27 @@ class Registry:
             self.send_event("channel_destroyed", ch.id)
 
     def collect(self, now: float | None = None) -> None:
-        """Expire old messages and drop inactive, empty channels."""
+        """Expire old messages and drop inactive, empty channels that are due."""
         t = time.time() if now is None else now
-        for ch in list(self.channels.values()):
+        last = int(t)
+        for second in range(self._collected + 1, last + 1):
+            for cid in self._due.pop(second, ()):
+                ch = self.channels.get(cid)
+                if ch is not None:
+                    self._collect_one(ch, t)
+        self._collected = max(self._collected, last)
+
+    def _collect_one(self, ch: Channel, t: float) -> None:
+        first = ch.store_first()
+        while first is not None and first.expires <= t:
+            self._drop_oldest(ch)
             first = ch.store_first()
-            while first is not None and first.expires <= t:
-                self._drop_oldest(ch)
-                first = ch.store_first()
-            if (
-                not ch.stored
-                and ch.expires <= t
-                and self.subscribers(ch) == 0
-                and not ch.for_events
-            ):
-                self.delete(ch)
+        if ch.for_events or ch.stored or self.subscribers(ch):
+            return  # its stored messages and its subscribers reschedule it
+        if ch.expires <= t:
+            self.delete(ch)
+        else:
+            self._schedule(ch.id, ch.expires)
 
     def _drop_oldest(self, ch: Channel) -> None:
         msg = ch.store_popleft()
@@ -266,6 +293,7 @@ class Registry:
             now = time.time()
             ch.created = now
             ch.expires = now + self.settings.channel_inactivity_time
+            self._schedule(channel_id, ch.expires)
             ch.wildcard = self.is_wildcard(channel_id)
             ch.for_events = bool(self.events_channel_id) and (
                 channel_id == self.events_channel_id
@@ -281,6 +309,8 @@ class Registry:
             self.send_event("client_subscribed", ch.id)
 
     def client_unsubscribed(self, ch: Channel) -> None:
+        # The last subscriber leaving may make the channel collectable.
+        self._schedule(ch.id, max(ch.expires, time.time()))
         if self.on_count is not None:
             self.on_count(ch.id, -1)
         if not ch.for_events:
