@@ -1,89 +1,10 @@
-"""A real ``fastpush serve`` in a subprocess, and a streaming subscriber."""
+"""A streaming subscriber of a real fastpush server (asyncio streams)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
-
-import fastpush
-
-REPO = str(Path(fastpush.__file__).resolve().parent.parent)
-
-
-def core_missing() -> str | None:
-    """Why the real server cannot run here (its compiled core is not built)."""
-    try:
-        import fastpush._core  # noqa: F401
-    except ImportError as exc:
-        return f"fastpush._core is not built ({exc}); run `make compile`"
-    return None
-
-
-class FastpushServer:
-    """``python -m fastpush serve --listen 127.0.0.1:PORT``, cwd a temp dir."""
-
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pub_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/pub"
-
-    def start(self, timeout: float = 20.0) -> FastpushServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "server.log", "wb")  # noqa: SIM115
-        env = {**os.environ, "PYTHONPATH": REPO}
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fastpush",
-                    "serve",
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                ],
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"fastpush serve exited:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fastpush serve did not listen:\n{self.log()}")
-
-    def log(self) -> str:
-        path = self.workdir / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class StreamingSubscriber:

@@ -8,23 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastpush_server import FastpushServer, StreamingSubscriber, core_missing
+from fastpush_server import StreamingSubscriber
 from helpers import post, queue_at, running_glue
-from redis_server import free_port
 from thoonk_py_wire import OldThoonk
 
 from fastpush.pipeline import DefaultPipeline, RecordingPublisher
-
-pytestmark = pytest.mark.skipif(core_missing() is not None, reason=str(core_missing()))
+from fastpush.testing import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastpushServer]:
-    srv = FastpushServer(tmp_path_factory.mktemp("fastpush"), free_port()).start()
-    try:
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess() as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def final_format(body: bytes) -> Any:
@@ -34,7 +29,7 @@ def final_format(body: bytes) -> Any:
 
 
 def test_jobs_reach_subscribers_in_the_final_format_and_are_finished(
-    redis_url: str, server: FastpushServer, run: Any
+    redis_url: str, server: ServerProcess, run: Any
 ) -> None:
     old = OldThoonk(redis_url)
     bodies = {
@@ -57,7 +52,9 @@ def test_jobs_reach_subscribers_in_the_final_format_and_are_finished(
                 await loop.run_in_executor(None, old.job("posts").put, bodies[n])
                 for n in range(20, 30)
             ]
-            async with running_glue(redis_url, publish_url=server.pub_url):
+            async with running_glue(
+                redis_url, publish_url=f"http://127.0.0.1:{server.port}/pub"
+            ):
                 got = await results.wait_all(ours + theirs, timeout=15)
                 assert set(got.values()) == {b'{"ok":true,"published":4}'}
                 in_forum = [n for n in range(30) if n % 3 == 1]

@@ -66,9 +66,9 @@ def test_serve_runs_the_glue_from_its_config(
                 assert set(got.values()) == {b'{"ok":true,"published":4}'}
                 expected = [n for n in range(12) if n % 3 == 1]
                 await forum.wait_for(len(expected))
-                assert sorted(
-                    forum.messages, key=lambda m: int(m["post"]["id"])
-                ) == [final_format(bodies[n]) for n in expected]
+                assert sorted(forum.messages, key=lambda m: int(m["post"]["id"])) == [
+                    final_format(bodies[n]) for n in expected
+                ]
                 counts = await q.counts()
                 assert counts["live"] == 0
 
