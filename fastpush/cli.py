@@ -42,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     glue = sub.add_parser("glue", help="run the Thoonk job consumer and pipeline")
-    try:
+    argv = sys.argv[1:] if argv is None else argv
+    glue_mod = None
+    if "glue" in argv:
+        # Only then: the glue pulls in redis and the pipeline, megabytes a
+        # server worker (one of up to dozens) has no use for.
         from fastpush import glue as glue_mod
 
         glue_mod.add_arguments(glue)
-    except ImportError:  # pragma: no cover - glue is part of the package
-        glue_mod = None
 
     args = parser.parse_args(argv)
     if args.command == "serve":
