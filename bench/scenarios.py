@@ -81,6 +81,12 @@ METRICS: dict[str, tuple[str, str, str, str]] = {
     "pub_per_s": ("publishes/s", "1/s", "higher", "{:,.0f}"),
     "cpu_us_per_pub": ("server CPU per publish", "us", "lower", "{:,.2f}"),
     "churn_per_s": ("churn connects/s", "1/s", "higher", "{:,.0f}"),
+    "cpu_us_per_churn": (
+        "server CPU per churned conn (steady deliveries included)",
+        "us",
+        "lower",
+        "{:,.1f}",
+    ),
     "mem_growth_per_churn": (
         "server memory kept per churned conn",
         "B",
@@ -289,6 +295,9 @@ class Target:
         """Extra loadgen sub options: e (ready on send), H (headers)."""
         return {}
 
+    def wait_started(self, port: int, spec: ServerSpec) -> None:
+        """Return once every worker serves (the listen socket may come first)."""
+
     def subscribers(self, port: int) -> int | None:
         """Subscribers the server counts now (all channels), None if it cannot say."""
         return None
@@ -327,13 +336,10 @@ class FastpushTarget(Target):
         srv = self.server(tmp, port, ServerSpec(workers=n))
         try:
             srv.start(timeout=20)
-            stats = _http_get(port, "/channels-stats")
-            if stats is None:
-                return f"fastpush --workers {n}: no /channels-stats answer"
-            by_worker = json.loads(stats).get("by_worker", [])
-            if len(by_worker) != n:
+            seen = self._workers_up(port, n, 20)
+            if seen != n:
                 return (
-                    f"fastpush --workers {n} runs {len(by_worker)} worker(s) "
+                    f"fastpush --workers {n} runs {seen} worker(s) "
                     "(per /channels-stats by_worker)"
                 )
             return None
@@ -343,6 +349,26 @@ class FastpushTarget(Target):
         finally:
             srv.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _workers_up(self, port: int, n: int, timeout: float) -> int:
+        """Workers /channels-stats lists, once it lists n or timeout passed."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            body = _http_get(port, "/channels-stats")
+            try:
+                seen = len(json.loads(body).get("by_worker", [])) if body else 0
+            except ValueError:
+                seen = 0
+            if seen >= n or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.1)
+
+    def wait_started(self, port: int, spec: ServerSpec) -> None:
+        if spec.workers > 1:
+            seen = self._workers_up(port, spec.workers, 20)
+            if seen < spec.workers:
+                raise RuntimeError(f"{seen} of {spec.workers} workers up after 20 s")
 
     def argv(self, tmp: str, port: int, spec: ServerSpec) -> list[str]:
         conf = os.path.join(tmp, "fastpush.toml")
@@ -676,8 +702,8 @@ PROFILES = {
         paced_seconds=3,
         publish_messages=10_000,
         churn_stable=1000,
-        churn_batch=500,
-        churn_hold_s=0.5,
+        churn_batch=1000,
+        churn_hold_s=0.2,
         churn_seconds=5,
         churn_rate=50,
         modes_subs=1000,
@@ -696,8 +722,8 @@ PROFILES = {
         paced_seconds=10,
         publish_messages=50_000,
         churn_stable=5000,
-        churn_batch=1000,
-        churn_hold_s=1.0,
+        churn_batch=2000,
+        churn_hold_s=0.3,
         churn_seconds=15,
         churn_rate=50,
         modes_subs=10000,
@@ -809,10 +835,10 @@ def build_cells(prof: Profile) -> list[Cell]:
             },
             (
                 "churn_per_s",
+                "cpu_us_per_churn",
                 "lat_p50_ms",
                 "lat_p99_ms",
                 "lat_max_ms",
-                "cpu_s_per_M",
                 "mem_growth_per_churn",
             ),
         )
@@ -972,7 +998,12 @@ class _Run:
         self.subs: list[common.Subscribers] = []
 
     def __enter__(self) -> _Run:
-        self.server.start(timeout=30)
+        try:
+            self.server.start(timeout=30)
+            self.target.wait_started(self.port, self.cell.spec())
+        except BaseException:
+            self.server.stop()
+            raise
         return self
 
     def log_tail(self) -> str:
@@ -1283,6 +1314,7 @@ def run_churn(ctx: RunCtx, target: Target, cell: Cell) -> dict[str, Any]:
         / max(churn["established"], 1),
         "connect_per_s": n / conn["connect_s"] if conn["connect_s"] > 0 else 0,
         "server_cpu_s": server_cpu,
+        "cpu_us_per_churn": server_cpu * 1e6 / max(churn["established"], 1),
         **_lat_ms(sub),
     }
     res.update(
