@@ -872,6 +872,9 @@ def main(argv: list[str] | None = None) -> int:
                 base = json.load(f)
         except (OSError, ValueError):
             base = {}
+        if base and "profiles" not in base:
+            progress.line(f"suite: {args.baseline} is not a suite baseline; left alone")
+            return 2
         base.setdefault(
             "about",
             "Medians and ratios from bench/suite.py runs; compared with every new run. "
