@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from fastpush._core import Channel, Hub, Message
+from fastpush.wheel import DueWheel
 
 if TYPE_CHECKING:
     from fastpush.config import Settings
@@ -50,9 +51,8 @@ class Registry:
         self.wildcard_channels = 0
         self.published_messages = 0
         self.stored_messages = 0
-        # collect()'s wheel: second -> ids of channels to look at then.
-        self._due: dict[int, set[str]] = {}
-        self._collected = int(time.time()) - 1
+        # The channels collect() has to look at, by second.
+        self.wheel = DueWheel()
         self.stored_bytes = 0
         self.started = time.time()
         # push-stream's tag: 1 for the first message in a second, then +1
@@ -126,20 +126,8 @@ class Registry:
         self._schedule(ch.id, ch.expires)
 
     def _schedule(self, channel_id: str, when: float) -> None:
-        """Look at channel_id again once `when` has passed.
-
-        A wheel of one-second buckets: collect() visits only the channels
-        with something due, not every channel every second, and a channel
-        touched many times in a second sits in its bucket once.
-        """
-        second = int(when) + 1
-        bucket = self._due.get(second)
-        if bucket is None:
-            self._due[second] = {channel_id}
-        else:
-            bucket.add(channel_id)
-
-    # -- messages ------------------------------------------------------------
+        """Look at channel_id again once `when` has passed (see DueWheel)."""
+        self.wheel.schedule(channel_id, when)
 
     def stamp(self, ch: Channel, now: int | None = None) -> tuple[int, int, int]:
         """The next (id, time, tag) for a message on ch."""
@@ -248,13 +236,10 @@ class Registry:
     def collect(self, now: float | None = None) -> None:
         """Expire old messages and drop inactive, empty channels that are due."""
         t = time.time() if now is None else now
-        last = int(t)
-        for second in range(self._collected + 1, last + 1):
-            for cid in self._due.pop(second, ()):
-                ch = self.channels.get(cid)
-                if ch is not None:
-                    self._collect_one(ch, t)
-        self._collected = max(self._collected, last)
+        for cid in self.wheel.due(t):
+            ch = self.channels.get(cid)
+            if ch is not None:
+                self._collect_one(ch, t)
 
     def _collect_one(self, ch: Channel, t: float) -> None:
         first = ch.store_first()

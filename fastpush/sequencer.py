@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import socket
 import time
 from typing import Any
 
 from fastpush import bus
 from fastpush.config import Settings
+from fastpush.wheel import DueWheel
 
 log = logging.getLogger("fastpush.sequencer")
 
@@ -94,6 +94,7 @@ class Sequencer:
         self.last_tag = 0
         self.stored_bytes = 0
         self.started = time.time()
+        self.wheel = DueWheel()  # channels collect() has to look at
         self.events_id = settings.events_channel_id
         if self.events_id:
             self.channels[self.events_id] = SeqChannel(self.events_id, 0.0, False)
@@ -115,9 +116,11 @@ class Sequencer:
     def worker_gone(self, link: WorkerLink) -> None:
         if self.links.get(link.index) is link:
             del self.links[link.index]
-        # Its subscribers are gone with it.
+        # Its subscribers are gone with it; their channels may now be idle.
+        now = time.time()
         for ch in self.channels.values():
-            ch.subs.pop(link.index, None)
+            if ch.subs.pop(link.index, None) is not None:
+                self.wheel.schedule(ch.id, max(ch.expires, now))
 
     def snapshot(self) -> list[tuple[Any, ...]]:
         return [
@@ -155,6 +158,7 @@ class Sequencer:
                 else:
                     ch.subs.pop(link.index, None)
                 ch.expires = time.time() + self.settings.channel_inactivity_time
+                self.wheel.schedule(cid, ch.expires)
         elif kind == bus.INFO:
             workers = [
                 (
@@ -205,6 +209,7 @@ class Sequencer:
             return None
         ch = SeqChannel(cid, time.time() + s.channel_inactivity_time, wildcard)
         self.channels[cid] = ch
+        self.wheel.schedule(cid, ch.expires)
         self.wildcard_channels += wildcard
         self.event("channel_created", cid)
         return ch
@@ -250,12 +255,14 @@ class Sequencer:
         ch.last_id += 1
         ch.published += 1
         ch.expires = time.time() + s.channel_inactivity_time
+        self.wheel.schedule(ch.id, ch.expires)
         expires = now + s.message_ttl
         if store:
             ch.store.append(
                 (ch.last_id, now, self.last_tag, text, event_id, event_type, expires)
             )
             self.stored_bytes += len(text) + MESSAGE_OVERHEAD
+            self.wheel.schedule(ch.id, expires)
             limit = s.max_messages_stored_per_channel
             while limit is not None and len(ch.store) > limit:
                 self._drop_oldest(ch)
@@ -296,21 +303,19 @@ class Sequencer:
         self._publish_one(ch, text, None, kind.encode(), True)
 
     def collect(self) -> None:
-        """Expire stored messages and forget idle, empty channels."""
+        """Expire stored messages and forget idle, empty channels that are due."""
         now = time.time()
-        for cid, ch in list(self.channels.items()):
+        for cid in self.wheel.due(now):
+            ch = self.channels.get(cid)
+            if ch is None:
+                continue
             while ch.store and ch.store[0][6] <= now:
                 self._drop_oldest(ch)
-            if (
-                cid != self.events_id
-                and not ch.store
-                and ch.expires <= now
-                and not ch.subscribers()
-            ):
+            if cid == self.events_id or ch.store or ch.subscribers():
+                continue  # its messages and subscribers reschedule it
+            if ch.expires <= now:
                 del self.channels[cid]
                 self.wildcard_channels -= ch.wildcard
                 self.event("channel_destroyed", cid)
-
-
-def worker_pid(link: WorkerLink) -> int:
-    return link.pid or os.getpid()
+            else:
+                self.wheel.schedule(cid, ch.expires)

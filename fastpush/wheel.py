@@ -1,0 +1,39 @@
+"""A wheel of one-second buckets: what is due to be looked at, and when."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+
+class DueWheel:
+    """Keys to look at again once their time has passed.
+
+    A periodic sweep then visits only what is due instead of every channel
+    every second, and a key scheduled many times within one second sits in
+    its bucket once. Stale entries are harmless: the sweep re-checks.
+    """
+
+    __slots__ = ("_due", "_done")
+
+    def __init__(self, now: float | None = None) -> None:
+        self._due: dict[int, set[str]] = {}
+        self._done = int(time.time() if now is None else now) - 1
+
+    def schedule(self, key: str, when: float) -> None:
+        second = int(when) + 1
+        bucket = self._due.get(second)
+        if bucket is None:
+            self._due[second] = {key}
+        else:
+            bucket.add(key)
+
+    def due(self, now: float) -> Iterator[str]:
+        """Every key whose second has passed by now, each bucket once."""
+        last = int(now)
+        for second in range(self._done + 1, last + 1):
+            yield from self._due.pop(second, ())
+        self._done = max(self._done, last)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._due.values())
