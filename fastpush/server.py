@@ -73,11 +73,12 @@ class App:
     # -- requests ------------------------------------------------------------
 
     def body_limit_for(self, req: Request) -> int:
-        m = self.router.match(req.path)
+        """Called when the head is in: routes the request once, for good."""
+        req.route = m = self.router.match(req.path)
         return m[0].client_max_body_size if m else 1 << 20
 
     def handle(self, conn: HttpProtocol, req: Request) -> None:
-        m = self.router.match(req.path)
+        m = req.route if req.route is not False else self.router.match(req.path)
         if m is None:
             conn.send(response.error(404, None, keep_alive=req.keep_alive))
             return

@@ -39,6 +39,7 @@ class Request:
         "keep_alive",
         "upgrade",
         "remote",
+        "route",
         "_args",
     )
 
@@ -53,6 +54,9 @@ class Request:
         self.keep_alive = True
         self.upgrade = False
         self.remote = ""
+        # (location, captures) from the router, None: no location,
+        # False: not routed yet.
+        self.route: object = False
         self._args: dict[str, str] | None = None
 
     @property
