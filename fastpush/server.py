@@ -87,7 +87,7 @@ class App:
             # A subscriber arriving now must see queued messages either in
             # its backlog or live, never both: deliver them first.
             self.flush()
-        if loc.allow and not loc.is_allowed(req.remote):
+        if loc.allow and not self._allowed(conn, loc):
             conn.send(response.error(403, None, keep_alive=req.keep_alive))
             return
         # push-stream unescapes the channels path once more after nginx
@@ -113,6 +113,14 @@ class App:
         else:
             handle_statistics(self, reply, req, loc, channels_path)
         reply.wait()
+
+    @staticmethod
+    def _allowed(conn: HttpProtocol, loc: Location) -> bool:
+        # The peer does not change on a connection: check each location once.
+        ok = conn.allowed.get(loc.index)
+        if ok is None:
+            ok = conn.allowed[loc.index] = loc.is_allowed(conn.remote)
+        return ok
 
     # -- publishing ----------------------------------------------------------
 

@@ -134,6 +134,7 @@ class HttpProtocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.on_lost: object = None  # callback of a waiting long-poll
         self.unknown: bytes | None = None  # partial head, unknown method
+        self.allowed: dict[int, bool] = {}  # location index -> allow list verdict
 
     # -- asyncio callbacks ---------------------------------------------------
 
