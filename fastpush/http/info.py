@@ -59,6 +59,21 @@ def _fmt(
     )
 
 
+# The summary's fields in push-stream's order, with their format.
+_SUMMARY_FIELDS = (
+    ("hostname", "%s"),
+    ("time", "%s"),
+    ("channels", "%d"),
+    ("wildcard_channels", "%d"),
+    ("published_messages", "%d"),
+    ("stored_messages", "%d"),
+    ("messages_in_trash", "%d"),
+    ("channels_in_delete", "%d"),
+    ("channels_in_trash", "%d"),
+    ("subscribers", "%d"),
+    ("uptime", "%d"),
+)
+
 _JSON_ITEM = (
     '{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
     '"subscribers": %d}'
@@ -101,22 +116,7 @@ _YAML = dict(
     item_sep=CRLF,
     last_sep="",
     tail=CRLF,
-    summary="".join(
-        "  %s: %s%s" % (k, v, CRLF)
-        for k, v in (
-            ("hostname", "%s"),
-            ("time", "%s"),
-            ("channels", "%d"),
-            ("wildcard_channels", "%d"),
-            ("published_messages", "%d"),
-            ("stored_messages", "%d"),
-            ("messages_in_trash", "%d"),
-            ("channels_in_delete", "%d"),
-            ("channels_in_trash", "%d"),
-            ("subscribers", "%d"),
-            ("uptime", "%d"),
-        )
-    )
+    summary="".join("  %s: %s%s" % (k, v, CRLF) for k, v in _SUMMARY_FIELDS)
     + "  by_worker:"
     + CRLF
     + "%s"
@@ -167,20 +167,7 @@ _XML = dict(
     + CRLF
     + "".join(
         "  <%s>%s</%s>%s" % (k, v, k, CRLF)
-        for k, v in (
-            ("hostname", "%s"),
-            ("time", "%s"),
-            ("channels", "%d"),
-            ("wildcard_channels", "%d"),
-            ("published_messages", "%d"),
-            ("stored_messages", "%d"),
-            ("messages_in_trash", "%d"),
-            ("channels_in_delete", "%d"),
-            ("channels_in_trash", "%d"),
-            ("subscribers", "%d"),
-            ("uptime", "%d"),
-            ("by_worker", "%s"),
-        )
+        for k, v in (*_SUMMARY_FIELDS, ("by_worker", "%s"))
     )
     + "</infos>"
     + CRLF,
@@ -211,22 +198,7 @@ _PLAIN = dict(
     item_sep="," + CRLF,
     last_sep="",
     tail=CRLF,
-    summary="".join(
-        "%s: %s%s" % (k, v, CRLF)
-        for k, v in (
-            ("hostname", "%s"),
-            ("time", "%s"),
-            ("channels", "%d"),
-            ("wildcard_channels", "%d"),
-            ("published_messages", "%d"),
-            ("stored_messages", "%d"),
-            ("messages_in_trash", "%d"),
-            ("channels_in_delete", "%d"),
-            ("channels_in_trash", "%d"),
-            ("subscribers", "%d"),
-            ("uptime", "%d"),
-        )
-    )
+    summary="".join("%s: %s%s" % (k, v, CRLF) for k, v in _SUMMARY_FIELDS)
     + "by_worker:"
     + CRLF
     + "%s"
