@@ -93,7 +93,13 @@ cdef class Channel:
         public double created
         public bint wildcard
         public bint for_events
+        public long long due            # the registry's wheel second, 0: none
 
+    cpdef Message new_message(self, bytes text, long long time, long tag,
+                              object event_id, object event_type, double expires,
+                              bint store)
+    cpdef add_message(self, Message msg, bint store)
+    cpdef store_append(self, Message msg)
     cdef int _add(self, Sub *sub, Link *link) except -1
     cdef void _store_clear(self) noexcept
     cdef void _remove(self, Link *link) noexcept

@@ -41,7 +41,19 @@ class Channel:
     created: float
     wildcard: bool
     for_events: bool
+    due: int
     def __init__(self, id: str, hub: Hub) -> None: ...
+    def new_message(
+        self,
+        text: bytes,
+        time: int,
+        tag: int,
+        event_id: bytes | None,
+        event_type: bytes | None,
+        expires: float,
+        store: bool,
+    ) -> Message: ...
+    def add_message(self, msg: Message, store: bool) -> None: ...
     @property
     def subscribers(self) -> int: ...
     @property

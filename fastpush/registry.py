@@ -101,7 +101,7 @@ class Registry:
         now = time.time()
         ch.created = now
         ch.expires = now + s.channel_inactivity_time
-        self._schedule(channel_id, ch.expires)
+        self._schedule(ch, ch.expires)
         ch.wildcard = wildcard
         ch.for_events = for_events
         self.channels[channel_id] = ch
@@ -123,11 +123,21 @@ class Registry:
 
     def touch(self, ch: Channel) -> None:
         ch.expires = time.time() + self.settings.channel_inactivity_time
-        self._schedule(ch.id, ch.expires)
+        self._schedule(ch, ch.expires)
 
-    def _schedule(self, channel_id: str, when: float) -> None:
-        """Look at channel_id again once `when` has passed (see DueWheel)."""
-        self.wheel.schedule(channel_id, when)
+    def _schedule(self, ch: Channel, when: float) -> None:
+        """Look at ch again once `when` has passed (see DueWheel).
+
+        A channel already due at or before that second is left alone: the
+        visit then reschedules it for whatever is still ahead. So a busy
+        channel costs the wheel one entry, not one per publish.
+        """
+        second = int(when) + 1
+        due = ch.due
+        if self.wheel.done < due <= second:
+            return
+        ch.due = second
+        self.wheel.add(ch.id, second)
 
     def stamp(self, ch: Channel, now: int | None = None) -> tuple[int, int, int]:
         """The next (id, time, tag) for a message on ch."""
@@ -149,39 +159,46 @@ class Registry:
         store: bool = True,
         deliver: Callable[[Channel, Message], None] | None = None,
     ) -> Message:
-        """Stamp, store and hand a message to deliver (default: the fan-out)."""
-        if store and (
-            self.stored_bytes + len(text) + MESSAGE_OVERHEAD
-            > self.settings.shared_memory_size
-        ):
+        """Stamp, store and hand a message to deliver (default: the fan-out).
+
+        The hot path of every publish and of the in-process glue: stamp()
+        and record() are written out here, which halves its cost.
+        """
+        s = self.settings
+        size = len(text) + MESSAGE_OVERHEAD
+        if store and self.stored_bytes + size > s.shared_memory_size:
             raise StoreFullError(ch.id)
-        mid, t, tag = self.stamp(ch)
-        msg = Message(
-            mid,
-            t,
-            tag,
-            text,
-            ch.id,
-            event_id,
-            event_type,
-            t + self.settings.message_ttl,
+        now = time.time()
+        t = int(now)
+        if t == self._last_time:
+            self._last_tag += 1
+        else:
+            self._last_time = t
+            self._last_tag = 1
+        msg = ch.new_message(
+            text, t, self._last_tag, event_id, event_type, t + s.message_ttl, store
         )
-        self.record(ch, msg, store)
+        self._account(ch, msg, store, size, now)
         (deliver or self.deliver)(ch, msg)
         return msg
 
     def record(self, ch: Channel, msg: Message, store: bool) -> None:
-        """Account for msg on ch: counters, store, inactivity clock."""
-        ch.last_message_time = msg.time
-        ch.last_message_tag = msg.tag
-        ch.published_messages += 1
-        self.touch(ch)
+        """Account for msg (stamped elsewhere) on ch: counters, store, clock."""
+        ch.add_message(msg, store)
+        self._account(ch, msg, store, len(msg.text) + MESSAGE_OVERHEAD, time.time())
+
+    def _account(
+        self, ch: Channel, msg: Message, store: bool, size: int, now: float
+    ) -> None:
+        ch.expires = expires = now + self.settings.channel_inactivity_time
+        if not self.wheel.done < ch.due <= int(expires) + 1:
+            self._schedule(ch, expires)
         if not ch.for_events:
             self.published_messages += 1
         if store:
-            ch.store_append(msg)
-            self._schedule(ch.id, msg.expires)
-            self.stored_bytes += len(msg.text) + MESSAGE_OVERHEAD
+            if not self.wheel.done < ch.due <= int(msg.expires) + 1:
+                self._schedule(ch, msg.expires)
+            self.stored_bytes += size
             if not ch.for_events:
                 self.stored_messages += 1
             limit = self.settings.max_messages_stored_per_channel
@@ -239,6 +256,7 @@ class Registry:
         for cid in self.wheel.due(t):
             ch = self.channels.get(cid)
             if ch is not None:
+                ch.due = 0
                 self._collect_one(ch, t)
 
     def _collect_one(self, ch: Channel, t: float) -> None:
@@ -246,12 +264,17 @@ class Registry:
         while first is not None and first.expires <= t:
             self._drop_oldest(ch)
             first = ch.store_first()
-        if ch.for_events or ch.stored or self.subscribers(ch):
-            return  # its stored messages and its subscribers reschedule it
+        if first is not None:
+            # Publishes did not schedule their messages' expiry while the
+            # channel was due earlier: look again when the oldest expires.
+            self._schedule(ch, first.expires)
+            return
+        if ch.for_events or self.subscribers(ch):
+            return  # its subscribers reschedule it when they leave
         if ch.expires <= t:
             self.delete(ch)
         else:
-            self._schedule(ch.id, ch.expires)
+            self._schedule(ch, ch.expires)
 
     def _drop_oldest(self, ch: Channel) -> None:
         msg = ch.store_popleft()
@@ -278,7 +301,7 @@ class Registry:
             now = time.time()
             ch.created = now
             ch.expires = now + self.settings.channel_inactivity_time
-            self._schedule(channel_id, ch.expires)
+            self._schedule(ch, ch.expires)
             ch.wildcard = self.is_wildcard(channel_id)
             ch.for_events = bool(self.events_channel_id) and (
                 channel_id == self.events_channel_id
@@ -295,7 +318,7 @@ class Registry:
 
     def client_unsubscribed(self, ch: Channel) -> None:
         # The last subscriber leaving may make the channel collectable.
-        self._schedule(ch.id, max(ch.expires, time.time()))
+        self._schedule(ch, max(ch.expires, time.time()))
         if self.on_count is not None:
             self.on_count(ch.id, -1)
         if not ch.for_events:

@@ -61,6 +61,7 @@ class WorkerLink(asyncio.Protocol):
         self.started = time.time()
         self.transport: asyncio.Transport | None = None
         self.reader = bus.FrameReader()
+        self.out: list[bytes] = []  # frames held while the sequencer is corked
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -72,15 +73,33 @@ class WorkerLink(asyncio.Protocol):
             log.error("worker %d sent a bad frame: %s", self.index, err)
             self.transport.close()  # type: ignore[union-attr]
             return
-        for frame in frames:
-            self.seq.on_frame(self, frame)
+        # Frames that came together are answered together: every link's
+        # writes are held until this batch is done, so a worker gets one
+        # write (and can coalesce one fan-out) per batch, not per message.
+        seq = self.seq
+        seq.corked = True
+        try:
+            for frame in frames:
+                seq.on_frame(self, frame)
+        finally:
+            seq.corked = False
+            for link in seq.links.values():
+                link.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.seq.worker_gone(self)
 
     def send(self, frame: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.seq.corked:
+            self.out.append(frame)
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
+
+    def uncork(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            self.send(data)
 
 
 class Sequencer:
@@ -90,6 +109,7 @@ class Sequencer:
         self.channels: dict[str, SeqChannel] = {}
         self.wildcard_channels = 0
         self.links: dict[int, WorkerLink] = {}
+        self.corked = False  # inside a batch of frames (see WorkerLink)
         self.last_time = 0
         self.last_tag = 0
         self.stored_bytes = 0

@@ -77,6 +77,12 @@ class App:
         req.route = m = self.router.match(req.path)
         return m[0].client_max_body_size if m else 1 << 20
 
+    def answers_later(self, req: Request) -> bool:
+        """Whether req is answered through a Reply (publisher, statistics),
+        which may queue behind answers still owed on its connection."""
+        m = req.route if req.route is not False else self.router.match(req.path)
+        return m is not None and m[0].role != "subscriber"
+
     def handle(self, conn: HttpProtocol, req: Request) -> None:
         m = req.route if req.route is not False else self.router.match(req.path)
         if m is None:
@@ -87,8 +93,10 @@ class App:
             # A subscriber arriving now must see queued messages either in
             # its backlog or live, never both: deliver them first.
             self.flush()
+        reply = None if loc.role == "subscriber" else Reply(conn)
         if loc.allow and not self._allowed(conn, loc):
-            conn.send(response.error(403, None, keep_alive=req.keep_alive))
+            forbidden = response.error(403, None, keep_alive=req.keep_alive)
+            conn.send(forbidden) if reply is None else reply(forbidden)
             return
         # push-stream unescapes the channels path once more after nginx
         # evaluated it: $arg_x arrives raw, $1 from the decoded URI (so a
@@ -107,7 +115,7 @@ class App:
         if loc.role == "subscriber":
             handle_subscriber(self, conn, req, loc, channels_path, captures)
             return
-        reply = Reply(conn)
+        assert reply is not None
         if loc.role == "publisher":
             handle_publisher(self, reply, req, loc, channels_path)
         else:
@@ -200,6 +208,11 @@ class App:
         than deliveries, and no added latency since the flush runs before
         the loop polls again.
         """
+        if not ch.subscribers and not ch.waiters:
+            # Nobody to tell: someone subscribing later in this iteration
+            # finds it in the store, as after the flush. Most glue channels
+            # (post:<id>, user:<id>) have no one listening.
+            return
         pending = self._pending.get(ch)
         if pending is None:
             self._pending[ch] = [msg]

@@ -14,14 +14,18 @@ class DueWheel:
     its bucket once. Stale entries are harmless: the sweep re-checks.
     """
 
-    __slots__ = ("_due", "_done")
+    __slots__ = ("_due", "done")
 
     def __init__(self, now: float | None = None) -> None:
         self._due: dict[int, set[str]] = {}
-        self._done = int(time.time() if now is None else now) - 1
+        # The last second due() has handed out; later ones are pending.
+        self.done = int(time.time() if now is None else now) - 1
 
     def schedule(self, key: str, when: float) -> None:
-        second = int(when) + 1
+        self.add(key, int(when) + 1)
+
+    def add(self, key: str, second: int) -> None:
+        """Schedule key for `second` (a time rounded up, as schedule() does)."""
         bucket = self._due.get(second)
         if bucket is None:
             self._due[second] = {key}
@@ -31,9 +35,9 @@ class DueWheel:
     def due(self, now: float) -> Iterator[str]:
         """Every key whose second has passed by now, each bucket once."""
         last = int(now)
-        for second in range(self._done + 1, last + 1):
+        for second in range(self.done + 1, last + 1):
             yield from self._due.pop(second, ())
-        self._done = max(self._done, last)
+        self.done = max(self.done, last)
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._due.values())

@@ -32,6 +32,9 @@ class WorkerBus(asyncio.Protocol):
         self.pending: dict[int, Callable[..., None]] = {}
         # Subscriber count changes, sent once per loop iteration.
         self.deltas: dict[str, int] = {}
+        # Frames for the sequencer, written once per loop iteration: the
+        # publishes of one pipelined batch travel (and come back) together.
+        self.out: list[bytes] = []
         self.ready = asyncio.get_running_loop().create_future()
 
     # -- asyncio -------------------------------------------------------------
@@ -43,7 +46,7 @@ class WorkerBus(asyncio.Protocol):
         """Tell the sequencer this worker is listening (it then appears in
         by_worker, and a test or an operator can count it as up)."""
         if self.transport is not None:
-            self.transport.write(bus.encode(bus.HELLO, os.getpid()))
+            self._write(bus.encode(bus.HELLO, os.getpid()))
 
     def data_received(self, data: bytes) -> None:
         for frame in self.reader.feed(data):
@@ -68,7 +71,7 @@ class WorkerBus(asyncio.Protocol):
         req = next(self.ids)
         self.pending[req] = done
         self._send_deltas()  # counts first, so the answer includes them
-        self.transport.write(bus.encode(frame_head[0], req, *frame_head[1:]))
+        self._write(bus.encode(frame_head[0], req, *frame_head[1:]))
 
     def publish(
         self,
@@ -107,14 +110,25 @@ class WorkerBus(asyncio.Protocol):
 
     def event(self, kind: str, channel: str) -> None:
         if self.transport is not None:
-            self.transport.write(bus.encode(bus.EVENT, kind, channel))
+            self._write(bus.encode(bus.EVENT, kind, channel))
 
     def _send_deltas(self) -> None:
         if self.deltas and self.transport is not None:
             deltas = {k: v for k, v in self.deltas.items() if v}
             self.deltas = {}
             if deltas:
-                self.transport.write(bus.encode(bus.SUBS, deltas))
+                self._write(bus.encode(bus.SUBS, deltas))
+
+    def _write(self, frame: bytes) -> None:
+        if not self.out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.out.append(frame)
+
+    def _flush(self) -> None:
+        data = b"".join(self.out)
+        self.out.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     # -- frames from the sequencer ---------------------------------------------
 

@@ -55,3 +55,25 @@ def test_collect_visits_only_due_channels(registry: Registry) -> None:
     assert visited == []
     registry.collect(t + 7)
     assert len(visited) == 1000 and registry.channels == {}
+
+
+def test_a_busy_channel_sits_in_the_wheel_once_yet_every_message_expires(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Publishes do not schedule a channel already due earlier; the visit
+    # then reschedules it for its oldest message, so none outlives its TTL.
+    t0 = float(int(time.time()))
+    now = [t0]
+    monkeypatch.setattr("fastpush.registry.time.time", lambda: now[0])
+    ch = registry.get_or_create("busy")
+    registry.publish(ch, b"m1")
+    now[0] = t0 + 3
+    registry.publish(ch, b"m2")
+    assert len(registry.wheel) == 1
+    registry.collect(t0 + 6.5)
+    assert [m.text for m in ch.stored_messages()] == [b"m1", b"m2"]
+    registry.collect(t0 + 11.5)
+    assert [m.text for m in ch.stored_messages()] == [b"m2"]
+    assert registry.stored_messages == 1
+    registry.collect(t0 + 14.5)
+    assert ch.stored == 0 and registry.get("busy") is None

@@ -115,6 +115,49 @@ def test_every_subscriber_on_every_worker_gets_the_same_messages_in_order(
     assert all(s == first for s in seen)
 
 
+def test_pipelined_publishes_are_answered_in_order_then_the_stream_starts(
+    make_server,
+) -> None:
+    # Several publishes in flight to the sequencer at once on one
+    # connection; their answers keep request order, and a subscribe
+    # pipelined behind them starts only after the last answer.
+    from fastpush.testing import read_response
+
+    srv = start(make_server)
+    watcher = subscribe(srv, "/sub/pipe")
+    n = 40
+    raw = b"".join(
+        b"POST /pub?id=pipe HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(b"m%d" % i), b"m%d" % i)
+        for i in range(n)
+    )
+    raw += b"GET /channels-stats?id=pipe HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw += b"GET /sub/pipe.b2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with srv.client(timeout=10.0) as c:
+        c.send(raw)
+        published = []
+        for _ in range(n):
+            answer = read_response(c)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            published.append(json.loads(answer.split(b"\r\n\r\n", 1)[1]))
+        counts = [p["published_messages"] for p in published]
+        assert counts == sorted(counts) and counts[-1] == n
+        stats_answer = read_response(c)
+        assert json.loads(stats_answer.split(b"\r\n\r\n", 1)[1])[
+            "published_messages"
+        ] == n
+        status, _, _ = c.read_head()
+        assert status == 200
+        backlog = [c.read_chunk().split(b"|") for _ in range(2)]
+        assert [(m[0], m[3]) for m in backlog] == [
+            (b"%d" % (n - 1), b"m%d" % (n - 2)),
+            (b"%d" % n, b"m%d" % (n - 1)),
+        ]
+    got = [watcher.read_chunk() for _ in range(n)]
+    assert [m.split(b"|")[3] for m in got] == [b"m%d" % i for i in range(n)]
+    watcher.close()
+
+
 def test_publish_answer_counts_the_subscribers_of_all_workers(make_server) -> None:
     srv = start(make_server)
     subs = spread_subscribers(srv, "/sub/count", 10)

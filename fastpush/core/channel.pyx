@@ -31,6 +31,7 @@ cdef class Channel:
         self.created = 0.0
         self.wildcard = False
         self.for_events = False
+        self.due = 0
 
     def __dealloc__(self):
         # Every Sub holds a reference to its channels, so none is left here.
@@ -52,7 +53,7 @@ cdef class Channel:
         """Number of stored messages."""
         return self.store_len
 
-    def store_append(self, Message msg not None):
+    cpdef store_append(self, Message msg):
         cdef Py_ssize_t cap, i
         cdef PyObject **grown
         if self.store_len == self.store_cap:
@@ -69,6 +70,28 @@ cdef class Channel:
         Py_INCREF(msg)
         self.store[(self.store_head + self.store_len) % self.store_cap] = <PyObject *>msg
         self.store_len += 1
+
+    cpdef Message new_message(self, bytes text, long long time, long tag,
+                              object event_id, object event_type, double expires,
+                              bint store):
+        """Stamp the channel's next message id on a new message and add it.
+
+        The publish path of a worker that stamps its own messages (one
+        worker, the in-process glue); the registry keeps the global parts.
+        """
+        self.last_message_id += 1
+        msg = Message(self.last_message_id, time, tag, text, self.id,
+                      event_id, event_type, expires)
+        self.add_message(msg, store)
+        return msg
+
+    cpdef add_message(self, Message msg, bint store):
+        """Count msg as published on this channel; store it if asked."""
+        self.last_message_time = msg.time
+        self.last_message_tag = msg.tag
+        self.published_messages += 1
+        if store:
+            self.store_append(msg)
 
     def store_popleft(self):
         """Remove and return the oldest stored message."""

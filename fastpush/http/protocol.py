@@ -84,34 +84,42 @@ class Request:
 
 
 class Reply:
-    """Answers one request now or later.
+    """Answers one publisher or statistics request, now or later.
 
-    A handler that can answer at once (one worker) writes in the same
-    batch as the other pipelined answers; one that waits for the
-    sequencer defers the connection and resumes it when called.
+    With one worker the answer is there at once and joins the batch of
+    pipelined answers. With several it comes back from the sequencer; the
+    connection goes on with the requests pipelined behind it (so a burst
+    of publishes is sequenced, and fanned out, together) and the answers
+    are written in request order as they arrive.
     """
 
-    __slots__ = ("conn", "done", "deferred")
+    __slots__ = ("conn", "done", "queued", "data", "close")
 
     def __init__(self, conn: HttpProtocol) -> None:
         self.conn = conn
         self.done = False
-        self.deferred = False
+        self.data = b""
+        self.close = False
+        # Behind an answer still owed: must wait its turn.
+        self.queued = bool(conn.owed)
+        if self.queued:
+            conn.owed.append(self)
 
     def __call__(self, data: bytes, close: bool = False) -> None:
         if self.done:
             return
         self.done = True
-        if self.deferred:
-            self.conn.resume(data, close)
+        if self.queued:
+            self.data, self.close = data, close
+            self.conn.answered()
         else:
             self.conn.send(data, close)
 
     def wait(self) -> None:
-        """Called after the handler returned: defer if no answer yet."""
-        if not self.done and not self.deferred:
-            self.deferred = True
-            self.conn.defer()
+        """Called after the handler returned: queue if no answer yet."""
+        if not self.done and not self.queued:
+            self.queued = True
+            self.conn.owed.append(self)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -126,6 +134,12 @@ class HttpProtocol(asyncio.Protocol):
         self.requests_served = 0
         self.out: list[bytes] = []
         self.busy = False  # a request waits for something (long-polling)
+        # Publisher/statistics answers still owed, in request order.
+        self.owed: collections.deque[Reply] = collections.deque()
+        # A request that must not start before the owed answers are out
+        # (a subscriber, or the close after a last request) is held.
+        self.held = False
+        self.paused = False  # reading paused while too many answers are owed
         self.backlog: list[bytes] = []
         self.closing = False
         self.detached = False
@@ -196,7 +210,7 @@ class HttpProtocol(asyncio.Protocol):
                 answer = response.error(400, "Bad request.", keep_alive=False)
             self._process()
             if not self.closing:
-                self.send(answer, close=True)
+                self.send_last(answer)
             return
         self._process()
 
@@ -212,12 +226,12 @@ class HttpProtocol(asyncio.Protocol):
             if len(partial) < self.app.header_limit and _TOKEN_START.match(partial):
                 self.unknown = partial
                 return
-            self.send(response.error(400, "Bad request.", keep_alive=False), close=True)
+            self.send_last(response.error(400, "Bad request.", keep_alive=False))
             return
         assert m is not None
         if b"\ncontent-length:" in data[m.end() : end].lower():
             self._process()
-            self.send(response.error(400, "Bad request.", keep_alive=False), close=True)
+            self.send_last(response.error(400, "Bad request.", keep_alive=False))
             return
         self._process()
         req = Request()
@@ -308,18 +322,55 @@ class HttpProtocol(asyncio.Protocol):
     # -- answering -----------------------------------------------------------
 
     def _process(self) -> None:
-        while self.queue and not self.busy and not self.closing and not self.detached:
-            req = self.queue.popleft()
+        while (
+            self.queue
+            and not self.busy
+            and not self.held
+            and not self.closing
+            and not self.detached
+        ):
+            req = self.queue[0]
+            if self.owed and not self.app.answers_later(req):
+                # A subscriber may take the socket over: answers first.
+                self.held = True
+                break
+            self.queue.popleft()
             self.requests_served += 1
             if self.requests_served >= self.app.keepalive_requests:
                 req.keep_alive = False
             self.app.handle(self, req)
             if not req.keep_alive and not self.busy and not self.detached:
                 # HTTP/1.0, Connection: close, or keepalive_requests used up.
-                self.send(b"", close=True)
+                self.send_last(b"")
         self._flush()
+        self._pause_if_owed_many()
         if not self.busy and not self.detached and not self.closing:
             self._arm_timer()
+
+    def answered(self) -> None:
+        """An owed answer arrived: write every answer that is now in order."""
+        owed = self.owed
+        while owed and owed[0].done:
+            r = owed.popleft()
+            self.send(r.data, r.close)
+        self._flush()
+        if self.closing:
+            owed.clear()
+            return
+        if not owed:
+            if self.paused:
+                self.paused = False
+                self.transport.resume_reading()  # type: ignore[union-attr]
+            if self.held:
+                self.held = False
+                self._process()
+
+    def _pause_if_owed_many(self) -> None:
+        # A client pipelining faster than the sequencer answers is slowed
+        # down by TCP, not by our memory.
+        if len(self.owed) > 1024 and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
 
     def _flush(self) -> None:
         if self.out and self.transport is not None:
@@ -337,6 +388,14 @@ class HttpProtocol(asyncio.Protocol):
             self.closing = True
             if self.transport is not None:
                 self.transport.close()
+
+    def send_last(self, data: bytes) -> None:
+        """Answer with data and close, after any answers still owed."""
+        if self.owed:
+            Reply(self)(data, close=True)
+            self.held = True
+        else:
+            self.send(data, close=True)
 
     def defer(self) -> None:
         """The current request is answered later (see resume())."""
