@@ -346,20 +346,8 @@ async def embedded_server(port: int) -> tuple[Any, Any, Any]:
     app = App(config, loop)
     app.start()
     server = await loop.create_server(lambda: HttpProtocol(app), "127.0.0.1", port)
-    registry = app.registry
-
-    def publish(
-        channel: str,
-        body: bytes,
-        event_id: str | None = None,
-        event_type: str | None = None,
-    ) -> None:
-        app.publish(
-            registry.get_or_create(channel),
-            body,
-            event_id.encode() if event_id else b"",
-            event_type.encode() if event_type else b"",
-        )
+    # Exactly the publish `fastpush serve` hands its [glue] table.
+    publish = app.glue_publisher()
 
     return app, server, publish
 

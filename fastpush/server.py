@@ -294,31 +294,49 @@ class App:
         if status != 200:
             log.warning("websocket publish refused: %d %s", status, explain)
 
-    def glue_publisher(self) -> Callable[..., Awaitable[None]]:
+    def glue_publisher(self) -> Callable[..., Awaitable[None] | None]:
         """The in-process publish the glue uses inside `fastpush serve`.
 
-        It resolves once the message is published (sequenced, with several
-        workers) and raises otherwise, so the glue finishes a job only after
-        all its publishes went through, and retries it if not.
+        With one worker it publishes at once and returns None; with several
+        it returns an awaitable that resolves once the sequencer took the
+        message. Either raises PublishError when the message was refused,
+        so the glue finishes a job only after all its publishes went
+        through, and retries it if not.
         """
         store = self.config.settings.store_messages
+        registry = self.registry
 
-        async def publish(
-            channel: str,
-            body: bytes,
-            event_id: bytes | None = None,
-            event_type: bytes | None = None,
-        ) -> None:
+        def channel(cid: str) -> Channel:
             try:
-                ch = self.registry.get_or_create(channel)
+                return registry.get_or_create(cid)
             except ChannelLimitError:
                 raise PublishError(403, "Number of channels were exceeded.") from None
+
+        def publish_here(
+            cid: str,
+            body: bytes,
+            event_id: str | bytes | None = None,
+            event_type: str | bytes | None = None,
+        ) -> None:
+            try:
+                registry.publish(
+                    channel(cid), body, _b(event_id), _b(event_type), store
+                )
+            except StoreFullError:
+                raise PublishError(500, STORE_FULL) from None
+
+        async def publish_sequenced(
+            cid: str,
+            body: bytes,
+            event_id: str | bytes | None = None,
+            event_type: str | bytes | None = None,
+        ) -> None:
             done: asyncio.Future[tuple[int, str | None]] = self.loop.create_future()
             self.publish_request(
-                [ch],
+                [channel(cid)],
                 body,
-                event_id,
-                event_type,
+                _b(event_id),
+                _b(event_type),
                 store,
                 lambda status, explain, view: done.set_result((status, explain)),
             )
@@ -326,7 +344,9 @@ class App:
             if status != 200:
                 raise PublishError(status, explain or "")
 
-        return publish
+        if self.bus is None:
+            return publish_here
+        return publish_sequenced
 
     # -- the bus (several workers) --------------------------------------------
 
@@ -437,6 +457,11 @@ class App:
         for t in self._timers:
             t.cancel()
         self.hub.close()
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    """A pipeline's event id or type (str) as the bytes a Message holds."""
+    return value.encode() if isinstance(value, str) else value
 
 
 class PublishError(Exception):

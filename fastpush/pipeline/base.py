@@ -19,7 +19,7 @@ There are two equivalent ways to build one:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -109,15 +109,19 @@ class Publisher(Protocol):
 
 
 class InProcessPublish(Protocol):
-    """The server's own publish, passed in when glue runs inside ``serve``."""
+    """The server's own publish, passed in when glue runs inside ``serve``.
 
-    async def __call__(
+    It publishes at once and returns None (one worker), or returns an
+    awaitable that resolves once the message is sequenced (several); it
+    raises when the message was refused."""
+
+    def __call__(
         self,
         channel: str,
         body: bytes,
         event_id: str | None = None,
         event_type: str | None = None,
-    ) -> None: ...
+    ) -> Awaitable[None] | None: ...
 
 
 # Plain-callable stage types for ``compose``.
