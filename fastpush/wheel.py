@@ -17,7 +17,11 @@ class DueWheel:
     __slots__ = ("_due", "done")
 
     def __init__(self, now: float | None = None) -> None:
-        self._due: dict[int, set[str]] = {}
+        # Buckets are dicts used as ordered sets: a dict of str keys and
+        # None values is not tracked by the cyclic GC, where a set always
+        # is, and a full collection would walk every key of a big bucket
+        # (200,000 channels: ~40 ms).
+        self._due: dict[int, dict[str, None]] = {}
         # The last second due() has handed out; later ones are pending.
         self.done = int(time.time() if now is None else now) - 1
 
@@ -28,9 +32,9 @@ class DueWheel:
         """Schedule key for `second` (a time rounded up, as schedule() does)."""
         bucket = self._due.get(second)
         if bucket is None:
-            self._due[second] = {key}
+            self._due[second] = {key: None}
         else:
-            bucket.add(key)
+            bucket[key] = None
 
     def due(self, now: float) -> Iterator[str]:
         """Every key whose second has passed by now, each bucket once."""
