@@ -36,52 +36,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
+import scenarios  # noqa: E402
 
 DEFAULT_NGINX = "/work/scratch/nginx/sbin/nginx"
 
-NGINX_CONF = """\
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-daemon off;
-master_process on;
-worker_processes {workers};
-worker_rlimit_nofile {nofile};
-events {{ worker_connections {worker_connections}; use epoll; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/client_body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  # one publisher connection carries every message: do not cut it at 1000
-  keepalive_requests 100000000;
-  push_stream_shared_memory_size {shm};
-  server {{
-    listen {host}:{port} backlog=65535;
-    location /pub {{
-      push_stream_publisher admin; push_stream_channels_path $arg_id;{store}
-    }}
-    location ~ /sub/(.*) {{
-      push_stream_subscriber; push_stream_channels_path $1;
-    }}
-    location ~ /ev/(.*) {{
-      push_stream_subscriber eventsource; push_stream_channels_path $1;
-    }}
-    location ~ /lp/(.*) {{
-      push_stream_subscriber long-polling; push_stream_channels_path $1;
-    }}
-    location ~ /ws/(.*) {{
-      push_stream_subscriber websocket; push_stream_channels_path $1;
-    }}
-    location /channels-stats {{
-      push_stream_channels_statistics; push_stream_channels_path $arg_id;
-    }}
-  }}
-}}
-"""
 
-# subscriber location per protocol; fastpush's defaults and the nginx.conf above agree
+# subscriber location per protocol; fastpush's defaults and scenarios.PUSHSTREAM_BODY agree
 SUB_PREFIX = {"stream": "/sub/", "ev": "/ev/", "lp": "/lp/", "ws": "/ws/"}
 
 
@@ -104,15 +64,20 @@ def make_server(
         return common.Server(taskset + argv, host, port, log_path=log)
     if args.server == "nginx":
         nofile = common.raise_nofile()
-        conf = NGINX_CONF.format(
+        # The suite's push-stream configuration, with this script's limits.
+        conf = scenarios.NGINX_HEAD.format(
+            load_module="",
             dir=tmp,
-            host=host,
-            port=port,
             workers=args.workers,
             nofile=nofile,
             worker_connections=nofile - 100,
+        ) + scenarios.PUSHSTREAM_BODY.format(
             shm=args.shm,
+            host=host,
+            port=port,
+            reuseport=" reuseport" if args.workers > 1 else "",
             store=" push_stream_store_messages on;" if args.proto == "lp" else "",
+            max_stored="",
         )
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
             f.write(conf)

@@ -130,7 +130,7 @@ http {{
 """
 
 PUSHSTREAM_BODY = """\
-  push_stream_shared_memory_size 256m;{max_stored}
+  push_stream_shared_memory_size {shm};{max_stored}
   server {{
     listen {host}:{port} backlog=65535{reuseport};
     location /pub {{
@@ -495,6 +495,7 @@ class PushStreamTarget(NginxTarget):
 
     def body_for(self, port: int, spec: ServerSpec) -> str:
         return PUSHSTREAM_BODY.format(
+            shm="256m",
             host=HOST,
             port=port,
             reuseport=" reuseport" if spec.workers > 1 else "",

@@ -149,6 +149,7 @@ cdef class Hub:
     cdef int _flush(self, Sub *sub) except -1
     cdef void _kill(self, Sub *sub) noexcept
     cdef void _close_after_flush(self, Sub *sub) noexcept
+    cdef int _goodbye(self, Sub *sub, object footer, dict cache) except -1
     cdef int _mark(self, Sub *sub) except -1
     cdef int _reap(self) except -1
     cdef void _unlink(self, Sub *sub) noexcept

@@ -191,13 +191,11 @@ class Registry:
         self, ch: Channel, msg: Message, store: bool, size: int, now: float
     ) -> None:
         ch.expires = expires = now + self.settings.channel_inactivity_time
-        if not self.wheel.done < ch.due <= int(expires) + 1:
-            self._schedule(ch, expires)
+        self._schedule(ch, expires)
         if not ch.for_events:
             self.published_messages += 1
         if store:
-            if not self.wheel.done < ch.due <= int(msg.expires) + 1:
-                self._schedule(ch, msg.expires)
+            self._schedule(ch, msg.expires)
             self.stored_bytes += size
             if not ch.for_events:
                 self.stored_messages += 1

@@ -77,14 +77,19 @@ class App:
         req.route = m = self.router.match(req.path)
         return m[0].client_max_body_size if m else 1 << 20
 
+    def _route(self, req: Request) -> tuple[Location, tuple[str, ...]] | None:
+        if req.route is False:  # a head that skipped body_limit_for()
+            req.route = self.router.match(req.path)
+        return req.route  # type: ignore[return-value]
+
     def answers_later(self, req: Request) -> bool:
         """Whether req is answered through a Reply (publisher, statistics),
         which may queue behind answers still owed on its connection."""
-        m = req.route if req.route is not False else self.router.match(req.path)
+        m = self._route(req)
         return m is not None and m[0].role != "subscriber"
 
     def handle(self, conn: HttpProtocol, req: Request) -> None:
-        m = req.route if req.route is not False else self.router.match(req.path)
+        m = self._route(req)
         if m is None:
             conn.send(response.error(404, None, keep_alive=req.keep_alive))
             return

@@ -162,7 +162,6 @@ cdef class Hub:
         """
         cdef Py_ssize_t i, n = self.nsubs, cut = 0
         cdef Sub *sub
-        cdef object data
         cdef dict cache = {}
         self.clock = now
         for i in range(n):
@@ -175,35 +174,32 @@ cdef class Hub:
                 continue
             if sub.flags & F_DEAD:
                 continue
-            data = cache.get(sub.form)
-            if data is None:
-                data = cache[sub.form] = footer(sub.form)
-            if PyBytes_GET_SIZE(data):
-                self._write(sub, PyBytes_AS_STRING(data),
-                            <size_t>PyBytes_GET_SIZE(data))
-            self._close_after_flush(sub)
+            self._goodbye(sub, footer, cache)
             cut += 1
         if not self.dispatching:
             self._reap()
         return cut
 
+    cdef int _goodbye(self, Sub *sub, object footer, dict cache) except -1:
+        """Send footer(form), rendered once per form in cache, then close."""
+        cdef object data = cache.get(sub.form)
+        if data is None:
+            data = cache[sub.form] = footer(sub.form)
+        if PyBytes_GET_SIZE(data):
+            self._write(sub, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+        self._close_after_flush(sub)
+        return 0
+
     def close_all(self, object footer):
         """Drain: send footer(form) to every subscriber and close it."""
         cdef Py_ssize_t i, n = self.nsubs, closed = 0
         cdef Sub *sub
-        cdef object data
         cdef dict cache = {}
         for i in range(n):
             sub = self.subs[i]
             if sub.flags & (F_DEAD | F_CLOSING):
                 continue
-            data = cache.get(sub.form)
-            if data is None:
-                data = cache[sub.form] = footer(sub.form)
-            if PyBytes_GET_SIZE(data):
-                self._write(sub, PyBytes_AS_STRING(data),
-                            <size_t>PyBytes_GET_SIZE(data))
-            self._close_after_flush(sub)
+            self._goodbye(sub, footer, cache)
             closed += 1
         if not self.dispatching:
             self._reap()
