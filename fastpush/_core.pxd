@@ -7,6 +7,10 @@
 #   Hub._on_ready()                 the loop's reader callback on the epoll fd:
 #                                   flushes pending output, reads WebSocket
 #                                   frames, notices closed peers.
+#   Door._on_ready()                the loop's reader callback on a listening
+#                                   socket: accepts, attaches the plain
+#                                   subscriber request itself, hands the rest
+#                                   to Python (fastpush.http.door).
 #   Hub._reap()                     frees Subs marked dead; only ever runs when
 #                                   no epoll batch is being dispatched, so no
 #                                   event in flight points at freed memory.
@@ -144,6 +148,9 @@ cdef class Hub:
 
     cdef Sub *_new_sub(self, int fd, list channels, int form, int kind,
                        bint ws_publish, uint32_t expires) except NULL
+    cdef int _attach(self, int fd, list channels, int form, int kind,
+                     bint ws_publish, uint32_t expires,
+                     const char *initial, size_t n) except -1
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _flush(self, Sub *sub) except -1
@@ -156,3 +163,41 @@ cdef class Hub:
     cdef void _unlink_one(self, Sub *sub, Channel ch) noexcept
     cdef void _free(self, Sub *sub) noexcept
     cdef int _on_readable(self, Sub *sub) except -1
+
+
+cdef class DoorRoute:
+    cdef:
+        readonly bytes prefix   # path up to the channel id: b"/sub/"
+        readonly int form       # the hub's form for these subscribers
+        readonly double ttl     # subscriber_connection_ttl, 0: none
+        readonly bytes head     # response head before the Date line
+        readonly bytes tail     # after it, and the header template
+
+
+cdef class Door:
+    cdef:
+        Hub hub
+        object loop
+        dict channels           # the registry's channel id -> Channel
+        list routes             # DoorRoute, tried in order
+        list fds                # listening sockets accepted on
+        char *buf               # a new connection's request, then its answer
+        object adopt            # callable(fd, data): the Python path
+        object begin            # callable(): before the first attach of a batch
+        object subscribed       # callable(channels): after a batch
+        object date             # callable() -> b"Date: ...\r\n"
+        bytes date_line
+        long date_second
+        Py_ssize_t header_limit
+        Py_ssize_t max_id_length
+        bytes wildcard_prefix
+        bytes events_id
+        bint begun
+        bint paused
+        readonly unsigned long long served      # subscribers attached here
+        readonly unsigned long long handed_on   # connections given to Python
+
+    cdef void _out_of_resources(self, int err) noexcept
+    cdef object _serve(self, int fd)
+    cdef int _hand_on(self, int fd, bytes data) except -1
+    cdef DoorRoute _match(self, size_t n, size_t *start, size_t *length)

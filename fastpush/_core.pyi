@@ -110,3 +110,37 @@ class Hub:
     def close_all(self, footer: Callable[[int], bytes]) -> int: ...
     def memory(self) -> int: ...
     def counters(self) -> dict[str, int]: ...
+
+class DoorRoute:
+    prefix: bytes
+    form: int
+    ttl: float
+    head: bytes
+    tail: bytes
+    def __init__(
+        self, prefix: bytes, form: int, ttl: float, head: bytes, tail: bytes
+    ) -> None: ...
+
+class Door:
+    served: int
+    handed_on: int
+    def __init__(
+        self,
+        hub: Hub,
+        channels: dict[str, Channel],
+        adopt: Callable[[int, bytes], None],
+        begin: Callable[[], None],
+        subscribed: Callable[[list[Channel]], None],
+        date: Callable[[], bytes],
+    ) -> None: ...
+    def set_routes(
+        self,
+        routes: list[DoorRoute],
+        header_limit: int,
+        max_id_length: int = -1,
+        wildcard_prefix: bytes | None = None,
+        events_id: bytes | None = None,
+    ) -> None: ...
+    def listen(self, fd: int) -> None: ...
+    def close(self) -> None: ...
+    def counters(self) -> dict[str, int]: ...

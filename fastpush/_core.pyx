@@ -6,6 +6,8 @@ socket leaves asyncio and is owned here: one small C struct per connection,
 one epoll set registered once with the event loop, and non-blocking send()
 straight from C. A message is rendered once per form and the same bytes go
 to every subscriber of that form; only what the kernel refuses is buffered.
+The front door (core/door.pyx) accepts connections and attaches the plain
+subscriber request to its channel without going through Python at all.
 """
 
 cimport cython
@@ -15,13 +17,14 @@ from cpython.bytes cimport (
     PyBytes_FromStringAndSize,
     PyBytes_GET_SIZE,
 )
+from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove, strerror
 
 from fastpush.includes cimport system
 from fastpush.includes.debug cimport FASTPUSH_DEBUG
@@ -32,6 +35,7 @@ include "core/message.pyx"
 include "core/channel.pyx"
 include "core/websocket.pyx"
 include "core/hub.pyx"
+include "core/door.pyx"
 
 # Subscriber kinds for Hub.attach(), as Python sees them.
 KIND_STREAM = SUB_STREAM

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub
+from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Door, Hub
 from fastpush.config import Config, Location
-from fastpush.http import response
+from fastpush.http import door, response
 from fastpush.http.info import View
 from fastpush.http.protocol import HttpProtocol, Reply, Request
 from fastpush.http.publisher import STORE_FULL, handle_publisher, handle_statistics
@@ -69,6 +69,15 @@ class App:
         # The worker's link to the sequencer (fastpush.worker.WorkerBus),
         # or None with one worker.
         self.bus: WorkerBus | None = None
+        # Accepts every connection; serves plain subscribers itself.
+        self.door = Door(
+            self.hub,
+            self.registry.channels,
+            lambda fd, data: door.adopt(self, fd, data),
+            self._door_begin,
+            self._door_subscribed,
+            response.date_header,
+        )
 
     # -- requests ------------------------------------------------------------
 
@@ -288,6 +297,28 @@ class App:
         for ch in channels:
             self.registry.client_subscribed(ch)
 
+    def _set_door_routes(self) -> None:
+        s = self.config.settings
+        self.door.set_routes(
+            door.door_routes(self),
+            s.client_header_buffer_size,
+            s.max_channel_id_length if s.max_channel_id_length is not None else -1,
+            (s.wildcard_channel_prefix or "").encode() or None,
+            (self.registry.events_channel_id or "").encode() or None,
+        )
+
+    def _door_begin(self) -> None:
+        # As handle() does for a subscriber: what was published before it
+        # came is delivered before it is attached.
+        if self._pending:
+            self.flush()
+
+    def _door_subscribed(self, channels: list[Channel]) -> None:
+        reg = self.registry
+        for ch in channels:
+            reg.touch(ch)
+            reg.client_subscribed(ch)
+
     def _on_ws_message(
         self, channels: list[Channel], text: bytes, is_text: bool
     ) -> None:
@@ -395,6 +426,7 @@ class App:
     def start(self) -> None:
         self.hub.clock = int(time.monotonic())
         self.hub.start()
+        self._set_door_routes()
         self._every(1.0, self._tick)
         self._pinging = any(
             loc.role == "subscriber" and loc.ping_message_interval
@@ -448,6 +480,7 @@ class App:
             loc.role == "subscriber" and loc.ping_message_interval
             for loc in config.locations
         )
+        self._set_door_routes()
 
     def drain(self) -> None:
         """Send every subscriber its footer and close."""
@@ -485,6 +518,11 @@ def make_sockets(config: Config, reuse_port: bool = True) -> list[socket.socket]
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # Wake us when the request is there, not at the handshake: the
+            # front door then reads it in the same callback (nginx's
+            # `listen ... deferred`).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
         sock.bind((host, port))
         sock.listen(config.settings.backlog)
         sock.setblocking(False)
@@ -522,12 +560,9 @@ async def serve(
         await link.ready
     app.start()
     socks = sockets if sockets is not None else make_sockets(config)
-    servers = [
-        await loop.create_server(
-            lambda: HttpProtocol(app), sock=sock, backlog=config.settings.backlog
-        )
-        for sock in socks
-    ]
+    for sock in socks:
+        sock.setblocking(False)
+        app.door.listen(sock.fileno())
     if app.bus is not None:
         app.bus.hello()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -562,8 +597,9 @@ async def serve(
         glue.cancel()
         with contextlib.suppress(BaseException):
             await glue
-    for srv in servers:
-        srv.close()
+    app.door.close()
+    for sock in socks:
+        sock.close()
     if app.bus is not None:
         # Publishes already sent to the sequencer get their answers first.
         for _ in range(100):

@@ -93,14 +93,24 @@ cdef class Hub:
         header template and backlog) is written first, so it always
         precedes any message delivered to the channels.
         """
+        cdef uint32_t expires = 0
+        if ttl > 0:
+            expires = self.clock + <uint32_t>(ttl + 0.999)
+        if initial is None:
+            self._attach(fd, channels, form, kind, ws_publish, expires, NULL, 0)
+        else:
+            self._attach(fd, channels, form, kind, ws_publish, expires,
+                         PyBytes_AS_STRING(initial), <size_t>PyBytes_GET_SIZE(initial))
+
+    cdef int _attach(self, int fd, list channels, int form, int kind,
+                     bint ws_publish, uint32_t expires,
+                     const char *initial, size_t n) except -1:
+        """attach() for C callers (the front door): initial is n bytes."""
         cdef Sub *sub
         cdef system.epoll_event ev
-        cdef uint32_t expires = 0
         if form < 0 or form >= self.nforms:
             system.close(fd)
             raise ValueError(f"form {form} is not registered")
-        if ttl > 0:
-            expires = self.clock + <uint32_t>(ttl + 0.999)
         sub = self._new_sub(fd, channels, form, kind, ws_publish, expires)
         ev.events = system.EPOLLIN | system.EPOLLRDHUP
         ev.data.ptr = <void *>sub
@@ -109,17 +119,17 @@ cdef class Hub:
             self._reap()
             raise OSError(system.errno, "epoll_ctl failed")
         self.attached += 1
-        if initial is not None and PyBytes_GET_SIZE(initial):
+        if n:
             # The backlog a subscriber asked for may be larger than the
             # slow-consumer limit; only what comes after it counts.
             self.unlimited = True
             try:
-                self._write(sub, PyBytes_AS_STRING(initial),
-                            <size_t>PyBytes_GET_SIZE(initial))
+                self._write(sub, initial, n)
             finally:
                 self.unlimited = False
         if not self.dispatching:
             self._reap()
+        return 0
 
     def ping(self, list payloads not None, list intervals not None):
         """Write payloads[form] to each subscriber idle for intervals[form] s.

@@ -123,8 +123,10 @@ class Reply:
 
 
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, first: bytes = b"") -> None:
         self.app = app
+        # What the front door read before handing the connection on.
+        self.first = first
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[Request] = collections.deque()
@@ -158,6 +160,9 @@ class HttpProtocol(asyncio.Protocol):
         self.remote = peer[0] if peer else ""
         self.app.connections.add(self)
         self._arm_timer()
+        if self.first:
+            data, self.first = self.first, b""
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.connections.discard(self)

@@ -193,14 +193,7 @@ def handle_subscriber(
         assert accept is not None
         head = response.switching_protocols(accept)
     else:
-        content_type = EVENTSOURCE_TYPE if kind == EVENTSOURCE else _content_type(loc)
-        head = response.head(
-            200,
-            content_type=content_type,
-            chunked=chunked,
-            keep_alive=chunked and keep,
-            early=cors,
-        )
+        head = stream_head(loc, kind, chunked, chunked and keep)
     initial = head + form.header() + b"".join(form.message(m) for m in old)
     if conn.pending_write():
         # The socket still has answers queued in asyncio; handing it over
@@ -209,6 +202,19 @@ def handle_subscriber(
         return
     fd = conn.detach()
     app.attach(fd, channels, form, kind == WEBSOCKET, loc, initial)
+
+
+def stream_head(loc: Location, kind: str, chunked: bool, keep_alive: bool) -> bytes:
+    """The 200 a streaming or EventSource subscriber gets (the front door
+    answers from the same bytes)."""
+    content_type = EVENTSOURCE_TYPE if kind == EVENTSOURCE else _content_type(loc)
+    return response.head(
+        200,
+        content_type=content_type,
+        chunked=chunked,
+        keep_alive=keep_alive,
+        early=cors_headers(loc, b"GET"),
+    )
 
 
 def _content_type(loc: Location) -> bytes:

@@ -13,6 +13,15 @@ cdef enum:
     WS_MAX_CONTROL = 125
     # Seconds a closing subscriber gets to take its footer before it is cut.
     CLOSE_GRACE = 10
+    # The front door's read of a new connection: a request head longer
+    # than this goes to the Python path.
+    DOOR_BUFFER_SIZE = 16384
+    # Room kept in that buffer for the Date line of the response.
+    DOOR_DATE_MAX = 64
+    # Connections accepted per readiness callback.
+    DOOR_ACCEPT_BATCH = 128
+    # Seconds accepting pauses when the process is out of descriptors.
+    DOOR_ACCEPT_RETRY = 1
 
 # Subscriber kinds: what the core does with bytes a subscriber sends us.
 cdef enum:

@@ -38,9 +38,31 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_DONTWAIT
         SHUT_WR
         SHUT_RDWR
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        pass
     ssize_t send(int fd, const void *buf, size_t n, int flags)
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     int shutdown(int fd, int how)
+    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
+    int setsockopt(int fd, int level, int name, const void *value, socklen_t n)
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    time_t time(time_t *t)
 
 
 cdef extern from "<fcntl.h>" nogil:
@@ -61,6 +83,11 @@ cdef extern from "<errno.h>" nogil:
         EAGAIN
         EWOULDBLOCK
         EINTR
+        ECONNABORTED
+        EMFILE
+        ENFILE
+        ENOBUFS
+        ENOMEM
 
 
 cdef extern from "compat.h" nogil:

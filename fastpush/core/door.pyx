@@ -1,0 +1,383 @@
+# The front door: accepting connections, and the common subscriber request
+# answered without Python.
+#
+# Most connections a push server takes are the same request: a browser
+# asking for one channel's stream, `GET /sub/<channel> HTTP/1.1` with a few
+# headers that change nothing. Going through asyncio (a transport, a
+# protocol object, llhttp callbacks, routing, the handshake) and then
+# handing the socket to the hub costs ~80 us of CPU; the kernel's own part
+# (accept, read, write) is ~10. So the door accepts on the listening
+# sockets itself, reads the request head, and when the request is one the
+# server configured it to answer (see fastpush.http.door, which proves the
+# Python path would give the same bytes), attaches the socket to its
+# channel right here. Anything else - a publisher, a backlog, a WebSocket,
+# a head in two reads - goes to Python with the bytes already read, and is
+# served exactly as before.
+
+
+# Character classes of the request head, one bit each.
+cdef enum:
+    C_ID = 1        # a channel id the door serves: [A-Za-z0-9_:-]
+    C_QUERY = 2     # a query string char (RFC 3986 query, no '#')
+    C_TOKEN = 4     # RFC 9110 token: header names
+    C_VALUE = 8     # header value: visible ASCII, space, tab
+
+cdef unsigned char _CLASS[256]
+
+
+cdef void _init_classes() noexcept:
+    cdef int c
+    cdef bytes ident = b"_:-"
+    cdef bytes query = b"-._~!$&'()*+,;=:@/?%"
+    cdef bytes token = b"!#$%&'*+-.^_`|~"
+    for c in range(256):
+        _CLASS[c] = 0
+    for c in range(0x20, 0x7f):
+        _CLASS[c] |= C_VALUE
+    _CLASS[9] |= C_VALUE
+    for c in range(256):
+        if (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122):
+            _CLASS[c] |= C_ID | C_QUERY | C_TOKEN
+    for c in ident:
+        _CLASS[c] |= C_ID
+    for c in query:
+        _CLASS[c] |= C_QUERY
+    for c in token:
+        _CLASS[c] |= C_TOKEN
+
+
+_init_classes()
+
+
+cdef inline bint _is(const unsigned char *p, size_t n, const char *lower) noexcept:
+    """p[:n] equals the lowercase NUL-terminated name, ignoring case."""
+    cdef size_t i
+    for i in range(n):
+        if lower[i] == 0 or (p[i] | 0x20) != <unsigned char>lower[i]:
+            return False
+    return lower[n] == 0
+
+
+cdef inline bint _changes_answer(const unsigned char *name, size_t n) noexcept:
+    """Headers that make the Python path answer differently: a body, another
+    mode, a resume point, an upgrade. With one of them the door steps aside."""
+    return (_is(name, n, "content-length") or _is(name, n, "transfer-encoding")
+            or _is(name, n, "expect") or _is(name, n, "upgrade")
+            or _is(name, n, "x-nginx-pushstream-mode")
+            or _is(name, n, "if-modified-since") or _is(name, n, "if-none-match")
+            or _is(name, n, "last-event-id"))
+
+
+@cython.final
+cdef class DoorRoute:
+    """A subscriber location the door answers itself.
+
+    prefix: the literal start of the path, up to the channel id; form: the
+    hub's form index; ttl: subscriber_connection_ttl in seconds (0: none);
+    head: the response head before its Date line; tail: the rest of the
+    head and the location's header template.
+    """
+
+    def __init__(self, bytes prefix not None, int form, double ttl,
+                 bytes head not None, bytes tail not None):
+        if not prefix.startswith(b"/") or not prefix.endswith(b"/"):
+            raise ValueError("a route prefix starts and ends with '/'")
+        if len(head) + len(tail) + DOOR_DATE_MAX > DOOR_BUFFER_SIZE:
+            raise ValueError("response head too large for the door")
+        self.prefix = prefix
+        self.form = form
+        self.ttl = ttl
+        self.head = head
+        self.tail = tail
+
+    def __repr__(self):
+        return f"<DoorRoute {self.prefix!r} form={self.form}>"
+
+
+@cython.final
+cdef class Door:
+    """Accepts on listening sockets; serves plain subscribers, hands the rest on.
+
+    adopt(fd, data): a connection for the Python path, with the bytes read.
+    begin(): called once per batch before the first subscriber attaches
+    (messages published but not yet delivered go out first).
+    subscribed(channels): after a batch, one entry per subscriber attached.
+    date(): the Date header line, asked once a second.
+    """
+
+    def __cinit__(self):
+        self.buf = NULL
+
+    def __init__(self, Hub hub not None, dict channels not None, object adopt,
+                 object begin, object subscribed, object date):
+        self.hub = hub
+        self.loop = hub.loop
+        self.channels = channels
+        self.adopt = adopt
+        self.begin = begin
+        self.subscribed = subscribed
+        self.date = date
+        self.date_line = b""
+        self.date_second = -1
+        self.routes = []
+        self.fds = []
+        self.header_limit = 0
+        self.max_id_length = -1
+        self.wildcard_prefix = None
+        self.events_id = None
+        self.buf = <char *>malloc(DOOR_BUFFER_SIZE)
+        if self.buf == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    def set_routes(self, list routes not None, Py_ssize_t header_limit,
+                   Py_ssize_t max_id_length=-1, bytes wildcard_prefix=None,
+                   bytes events_id=None):
+        """What the door serves from now on; [] hands every connection on.
+
+        Routes are tried in order and the first whose prefix matches
+        decides. A request head longer than header_limit, a channel id
+        longer than max_id_length (-1: no limit), starting with the
+        wildcard prefix or naming the events channel goes to Python.
+        """
+        for r in routes:
+            if not isinstance(r, DoorRoute):
+                raise TypeError("routes must be DoorRoute objects")
+        self.routes = list(routes)
+        self.header_limit = min(header_limit, DOOR_BUFFER_SIZE)
+        self.max_id_length = max_id_length
+        self.wildcard_prefix = wildcard_prefix or None
+        self.events_id = events_id or None
+
+    def listen(self, int fd):
+        """Accept on the non-blocking listening socket fd (the caller keeps it)."""
+        self.fds.append(fd)
+        if not self.paused:
+            self.loop.add_reader(fd, self._on_ready, fd)
+
+    def close(self):
+        """Stop accepting; the listening sockets stay open (the caller's)."""
+        cdef int fd
+        if not self.paused:
+            for fd in self.fds:
+                self.loop.remove_reader(fd)
+        self.fds = []
+
+    def counters(self):
+        return {"door_served": self.served, "door_handed_on": self.handed_on}
+
+    # -- accepting -------------------------------------------------------------
+
+    def _on_ready(self, int lfd):
+        cdef int fd, err, one = 1, accepted = 0
+        cdef list subscribed = None
+        cdef object ch
+        self.begun = False
+        # Bounded like asyncio's backlog loop, so a connection storm cannot
+        # starve the subscribers' epoll set; level-triggered, we are called
+        # again for the rest.
+        while accepted < DOOR_ACCEPT_BATCH:
+            fd = system.accept4(lfd, NULL, NULL,
+                                system.SOCK_NONBLOCK | system.SOCK_CLOEXEC)
+            if fd < 0:
+                err = system.errno
+                if err == system.ECONNABORTED:
+                    continue
+                if not system.FP_WOULD_BLOCK(err):
+                    self._out_of_resources(err)
+                break
+            accepted += 1
+            # As asyncio does for every TCP transport: messages are small
+            # and must not wait for the previous one's ACK.
+            system.setsockopt(fd, system.IPPROTO_TCP, system.TCP_NODELAY,
+                              &one, sizeof(one))
+            try:
+                ch = self._serve(fd)
+            except Exception as exc:
+                self.loop.call_exception_handler({
+                    "message": "fastpush: front door failed on a connection",
+                    "exception": exc,
+                })
+                continue
+            if ch is not None:
+                if subscribed is None:
+                    subscribed = []
+                subscribed.append(ch)
+        if subscribed is not None:
+            self.subscribed(subscribed)
+
+    cdef void _out_of_resources(self, int err) noexcept:
+        # EMFILE and friends: the listening socket stays readable, so
+        # accepting again at once would spin. Pause a second, as asyncio.
+        cdef int fd
+        try:
+            self.loop.call_exception_handler({
+                "message": "fastpush: accept() failed, pausing for 1 s",
+                "exception": OSError(err, strerror(err).decode()),
+            })
+            if not self.paused:
+                self.paused = True
+                for fd in self.fds:
+                    self.loop.remove_reader(fd)
+                self.loop.call_later(DOOR_ACCEPT_RETRY, self._resume)
+        except Exception:
+            pass
+
+    def _resume(self):
+        cdef int fd
+        if self.paused:
+            self.paused = False
+            for fd in self.fds:
+                self.loop.add_reader(fd, self._on_ready, fd)
+
+    cdef object _serve(self, int fd):
+        """Serve fd if it is a plain subscriber: its Channel, else None."""
+        cdef ssize_t n = system.recv(fd, self.buf, DOOR_BUFFER_SIZE, 0)
+        cdef size_t start = 0, length = 0, size
+        cdef DoorRoute route
+        cdef PyObject *found
+        cdef object ch
+        cdef long now
+        cdef uint32_t expires = 0
+        if n <= 0:
+            if n < 0 and system.FP_WOULD_BLOCK(system.errno):
+                # Connected but silent so far (TCP_DEFER_ACCEPT timed out,
+                # or it is not supported): Python waits for the request.
+                self._hand_on(fd, b"")
+            else:
+                system.close(fd)
+            return None
+        route = self._match(<size_t>n, &start, &length)
+        if route is None:
+            self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
+            return None
+        if not self.begun:
+            self.begun = True
+            self.begin()
+        found = PyDict_GetItem(
+            self.channels, PyUnicode_DecodeASCII(self.buf + start, length, NULL))
+        if found == NULL or type(<object>found) is not Channel:
+            # A new channel: creating one has checks and limits of its own.
+            self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
+            return None
+        ch = <object>found
+        now = <long>system.time(NULL)
+        if now != self.date_second:
+            line = self.date()
+            if not isinstance(line, bytes) or len(line) > DOOR_DATE_MAX:
+                raise ValueError("date() must give a bytes Date line")
+            self.date_line = line
+            self.date_second = now
+        # The request is in `ch` now; the buffer takes the response.
+        size = 0
+        for part in (route.head, self.date_line, route.tail):
+            memcpy(self.buf + size, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part))
+            size += <size_t>PyBytes_GET_SIZE(part)
+        if route.ttl > 0:
+            expires = self.hub.clock + <uint32_t>(route.ttl + 0.999)
+        self.hub._attach(fd, [ch], route.form, SUB_STREAM, False, expires,
+                         self.buf, size)
+        self.served += 1
+        return ch
+
+    cdef int _hand_on(self, int fd, bytes data) except -1:
+        self.handed_on += 1
+        try:
+            self.adopt(fd, data)
+        except BaseException:
+            system.close(fd)
+            raise
+        return 0
+
+    cdef DoorRoute _match(self, size_t n, size_t *start, size_t *length):
+        """The route for the request head in buf[:n], or None.
+
+        Only a whole head with nothing after it, `GET <prefix><id>[?query]
+        HTTP/1.1`, and headers that change nothing in the answer.
+        """
+        cdef const unsigned char *b = <const unsigned char *>self.buf
+        cdef size_t i, j, name, name_len, value, value_end, headers = 0
+        cdef Py_ssize_t k, plen
+        cdef DoorRoute route = None, r
+        if not self.routes or n > <size_t>self.header_limit or n < 20:
+            return None
+        if memcmp(b + n - 4, b"\r\n\r\n", 4) != 0 or memcmp(b, b"GET /", 5) != 0:
+            return None
+        for k in range(len(self.routes)):
+            r = <DoorRoute>PyList_GET_ITEM(self.routes, k)
+            plen = PyBytes_GET_SIZE(r.prefix)
+            if <size_t>plen + 4 < n and memcmp(b + 4, PyBytes_AS_STRING(r.prefix),
+                                               plen) == 0:
+                route = r
+                break
+        if route is None:
+            return None
+        i = 4 + <size_t>plen
+        j = i
+        while _CLASS[b[j]] & C_ID:
+            j += 1
+        if j == i:
+            return None
+        if self.max_id_length >= 0 and j - i > <size_t>self.max_id_length:
+            return None
+        if (self.wildcard_prefix is not None
+                and _starts(b + i, j - i, self.wildcard_prefix)):
+            return None
+        if self.events_id is not None and _same(b + i, j - i, self.events_id):
+            return None
+        if j - i == 3 and memcmp(b + i, b"ALL", 3) == 0:
+            return None
+        start[0] = i
+        length[0] = j - i
+        if b[j] == b'?':
+            j += 1
+            while _CLASS[b[j]] & C_QUERY:
+                j += 1
+        # b ends with CRLF CRLF, so these reads stay inside it.
+        if j + 11 > n or memcmp(b + j, b" HTTP/1.1\r\n", 11) != 0:
+            return None
+        i = j + 11
+        while i < n - 2:
+            # name: value CRLF, no folded lines
+            name = i
+            while _CLASS[b[i]] & C_TOKEN:
+                i += 1
+            name_len = i - name
+            if name_len == 0 or b[i] != b':':
+                return None
+            i += 1
+            while b[i] == b' ' or b[i] == b'\t':
+                i += 1
+            value = i
+            while _CLASS[b[i]] & C_VALUE:
+                i += 1
+            if b[i] != b'\r' or b[i + 1] != b'\n':
+                return None
+            value_end = i
+            while value_end > value and (b[value_end - 1] == b' '
+                                         or b[value_end - 1] == b'\t'):
+                value_end -= 1
+            i += 2
+            headers += 1
+            if _changes_answer(b + name, name_len):
+                return None
+            if _is(b + name, name_len, "connection") and not _is(
+                    b + value, value_end - value, "keep-alive"):
+                return None
+        # The Python path counts a header's name and value plus 4 against
+        # the limit; the head's own length plus one per header bounds that.
+        if n + headers > <size_t>self.header_limit:
+            return None
+        return route
+
+
+cdef inline bint _starts(const unsigned char *p, size_t n, bytes prefix) noexcept:
+    cdef Py_ssize_t m = PyBytes_GET_SIZE(prefix)
+    return <size_t>m <= n and memcmp(p, PyBytes_AS_STRING(prefix), m) == 0
+
+
+cdef inline bint _same(const unsigned char *p, size_t n, bytes other) noexcept:
+    return <size_t>PyBytes_GET_SIZE(other) == n and memcmp(
+        p, PyBytes_AS_STRING(other), n) == 0

@@ -1,0 +1,117 @@
+"""Which subscriber requests the core's front door answers by itself.
+
+The door (fastpush/core/door.pyx) accepts every connection. For the request
+most connections make, `GET <prefix><channel> HTTP/1.1` on a streaming or
+EventSource location, with no header that asks for a backlog, another mode
+or an upgrade, and a channel that exists, it writes the response head and
+attaches the socket to the channel in C. Everything else comes here, to
+adopt(), with the bytes already read, and takes the full Python path.
+
+A location is given to the door only when the Python path would answer
+every such request with the same bytes, whatever the channel id:
+- its regex is a literal prefix and one capture, `^/sub/(.*)`, and
+  channels_path is `$1`, so the id is the rest of the path;
+- no regex location before it can match such a path: each is of the same
+  literal form, ending in '/', and does not occur in this prefix (the id
+  holds no '/', so an occurrence would have to lie inside the prefix);
+- nothing in it depends on the request: no allow list, user-agent padding,
+  authorized_channels_only or resume variables; and no per-channel
+  subscriber limit, which the door does not count.
+The door itself then checks what depends on the id (length, wildcard,
+events channel, "ALL") and hands those requests on too.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import TYPE_CHECKING
+
+from fastpush._core import DoorRoute
+from fastpush.http.protocol import HttpProtocol
+from fastpush.http.subscriber import stream_head
+from fastpush.render import EVENTSOURCE, STREAM
+
+if TYPE_CHECKING:
+    from fastpush.config import Location
+    from fastpush.server import App
+
+# A regex the door can stand in for: a literal path prefix, then (.*).
+_LITERAL_PREFIX = re.compile(r"\^?(/(?:[A-Za-z0-9_-]+/)*)\(\.\*\)\$?")
+_DATE_LINE = b"\r\nDate: "
+
+
+def door_routes(app: App) -> list[DoorRoute]:
+    """The routes for app's current configuration, in location order."""
+    settings = app.config.settings
+    if settings.max_subscribers_per_channel is not None:
+        return []
+    if settings.keepalive_requests < 2:
+        return []  # every answer would say Connection: close
+    routes = []
+    earlier: list[str | None] = []
+    for loc in app.config.locations:
+        if loc.pattern is None:
+            continue  # prefix locations lose to any matching regex anyway
+        prefix = literal_prefix(loc)
+        if (
+            prefix is not None
+            and _plain_subscriber(loc)
+            and all(q is not None and q not in prefix for q in earlier)
+        ):
+            routes.append(_route(app, loc, prefix))
+        earlier.append(prefix)
+    app.hub.nforms = len(app.forms)
+    return routes
+
+
+def literal_prefix(loc: Location) -> str | None:
+    """'/sub/' for a location whose regex is `^/sub/(.*)`, else None."""
+    assert loc.pattern is not None
+    if loc.pattern.flags & re.IGNORECASE:
+        return None
+    m = _LITERAL_PREFIX.fullmatch(loc.pattern.pattern)
+    return m.group(1) if m else None
+
+
+def _plain_subscriber(loc: Location) -> bool:
+    return (
+        loc.role == "subscriber"
+        and loc.mode in ("streaming", "eventsource")
+        and loc.channels_path == "$1"
+        and not loc.allow
+        and not loc.padding_by_user_agent
+        and not loc.authorized_channels_only
+        and not loc.last_received_message_time
+        and not loc.last_received_message_tag
+        and not loc.last_event_id
+    )
+
+
+def _route(app: App, loc: Location, prefix: str) -> DoorRoute:
+    kind = EVENTSOURCE if loc.mode == "eventsource" else STREAM
+    form = app.forms.get(loc, kind, True, None)
+    head = stream_head(loc, kind, chunked=True, keep_alive=True)
+    # The door writes the current Date line between the two halves.
+    start = head.index(_DATE_LINE) + 2
+    end = head.index(b"\r\n", start) + 2
+    return DoorRoute(
+        prefix.encode(),
+        form.index,
+        float(loc.subscriber_connection_ttl or 0.0),
+        head[:start],
+        head[end:] + form.header(),
+    )
+
+
+def adopt(app: App, fd: int, data: bytes) -> None:
+    """Serve a connection the door handed on, starting with data."""
+    sock = socket.socket(fileno=fd)
+    app.loop.create_task(_adopted(app, sock, data))
+
+
+async def _adopted(app: App, sock: socket.socket, data: bytes) -> None:
+    try:
+        await app.loop.connect_accepted_socket(lambda: HttpProtocol(app, data), sock)
+    except OSError:
+        sock.close()
