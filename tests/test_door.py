@@ -298,3 +298,9 @@ def test_door_route_checks_its_arguments() -> None:
         DoorRoute(b"sub/", 0, 0.0, b"", b"")
     with pytest.raises(ValueError):
         DoorRoute(b"/sub/", 0, 0.0, b"x" * 20000, b"")
+
+
+def test_listening_sockets_get_tcp_nodelay_for_what_they_accept(worker: Worker) -> None:
+    # Linux copies it to every accepted socket: no call per connection.
+    for s in worker.socks:
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -153,6 +153,11 @@ cdef class Door:
 
     def listen(self, int fd):
         """Accept on the non-blocking listening socket fd (the caller keeps it)."""
+        cdef int one = 1
+        # Accepted sockets inherit TCP_NODELAY from the listening one (as
+        # asyncio sets it on every TCP transport: messages are small and
+        # must not wait for the previous one's ACK), one call for all.
+        system.setsockopt(fd, system.IPPROTO_TCP, system.TCP_NODELAY, &one, sizeof(one))
         self.fds.append(fd)
         if not self.paused:
             self.loop.add_reader(fd, self._on_ready, fd)
@@ -171,7 +176,7 @@ cdef class Door:
     # -- accepting -------------------------------------------------------------
 
     def _on_ready(self, int lfd):
-        cdef int fd, err, one = 1, accepted = 0
+        cdef int fd, err, accepted = 0
         cdef list subscribed = None
         cdef object ch
         self.begun = False
@@ -189,10 +194,6 @@ cdef class Door:
                     self._out_of_resources(err)
                 break
             accepted += 1
-            # As asyncio does for every TCP transport: messages are small
-            # and must not wait for the previous one's ACK.
-            system.setsockopt(fd, system.IPPROTO_TCP, system.TCP_NODELAY,
-                              &one, sizeof(one))
             try:
                 ch = self._serve(fd)
             except Exception as exc:
