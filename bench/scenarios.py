@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -95,7 +96,19 @@ METRICS: dict[str, tuple[str, str, str, str]] = {
     ),
     "loadgen_cpu_s": ("loadgen CPU (sub+pub) in the phase", "s", "lower", "{:,.2f}"),
     "server_cpu_s": ("server CPU in the phase", "s", "lower", "{:,.2f}"),
+    "held": ("subscribers held", "", "higher", "{:,.0f}"),
+    "connect_s": ("time to connect them all", "s", "lower", "{:,.1f}"),
+    "burst_s": ("first publish to last delivery", "s", "lower", "{:,.2f}"),
+    "burst_p99_s": ("publish-to-subscriber p99 in the burst", "s", "lower", "{:,.2f}"),
+    "mem_gib": ("server PSS, all processes", "GiB", "lower", "{:,.2f}"),
 }
+
+# The issue's push-stream figure for the 1M burst (10 messages back to back
+# to 1M subscribers on one channel), measured here with an independent
+# harness; running push-stream at 1M takes ~20 GB, so the suite does not.
+PUSHSTREAM_MILLION_P99_S = 54.0
+# subscribers per fastpush worker in the 1M cell: under the 20,000-fd limit
+MILLION_PER_WORKER = 17000
 
 
 # ---------------------------------------------------------------- server configs
@@ -652,6 +665,8 @@ def workers_for(n: int) -> int:
 
 
 def _k(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
@@ -690,6 +705,8 @@ class Profile:
     settle_s: float
     # fan-out cells left out of this profile, as (subs, channels, publishing)
     skip_fanout: tuple[tuple[int, int, str], ...] = ()
+    # subscribers of the one-channel burst run (fastpush only, once); 0: none
+    million: int = 0
 
 
 PROFILES = {
@@ -731,6 +748,7 @@ PROFILES = {
         modes_messages=100,
         modes=MODES,
         settle_s=1.0,
+        million=1_000_000,
     ),
 }
 
@@ -870,6 +888,24 @@ def build_cells(prof: Profile) -> list[Cell]:
                 FANOUT_METRICS,
             )
         )
+    if prof.million:
+        n = prof.million
+        cells.append(
+            Cell(
+                "million",
+                f"million/stream/n{n}",
+                f"{_k(n)} streaming subscribers on 1 channel, 10 msgs back to back "
+                "(fastpush only, one round)",
+                {
+                    "n": n,
+                    "messages": 10,
+                    "workers": math.ceil(n / MILLION_PER_WORKER),
+                    "only": ("fastpush",),
+                    "rounds": 1,
+                },
+                ("held", "connect_s", "burst_s", "burst_p99_s", "mem_gib"),
+            )
+        )
     return cells
 
 
@@ -984,6 +1020,8 @@ def run_cell(ctx: RunCtx, target: Target, cell: Cell) -> dict[str, Any]:
     """Run cell once against target on a fresh server."""
     if cell.scenario == "churn":
         return run_churn(ctx, target, cell)
+    if cell.scenario == "million":
+        return run_million(ctx, target, cell)
     return run_fanout(ctx, target, cell)
 
 
@@ -1335,3 +1373,58 @@ def run_churn(ctx: RunCtx, target: Target, cell: Cell) -> dict[str, Any]:
         metrics={k_: round(v, 6) for k_, v in metrics.items()},
     )
     return res
+
+
+def run_million(ctx: RunCtx, target: Target, cell: Cell) -> dict[str, Any]:
+    """The 1M cell: bench/fanout_check.py, which checks every delivery."""
+    p = cell.params
+    n, m = p["n"], p["messages"]
+    out = tempfile.mktemp(prefix="suite-million-", suffix=".json")
+    argv = [
+        sys.executable,
+        os.path.join(common.BENCH_DIR, "fanout_check.py"),
+        "--server",
+        "fastpush",
+        "--workers",
+        str(p["workers"]),
+        "--subscribers",
+        str(n),
+        "--messages",
+        str(m),
+        "--fastpush-cmd",
+        " ".join(target.cmd),  # type: ignore[attr-defined]
+        "--out",
+        out,
+    ]
+    if ctx.pin_server:
+        argv += ["--pin-server", ctx.pin_server]
+    if ctx.pin_loadgen:
+        argv += ["--pin-loadgen", ctx.pin_loadgen]
+    ctx.log(f"  {' '.join(argv[1:])}")
+    r = subprocess.run(argv, capture_output=True, timeout=1800 + n / 1000)
+    try:
+        raw = common.parse_json_line(r.stdout.decode())
+    except ValueError:
+        raise RuntimeError(
+            f"fanout_check failed ({r.returncode}): {r.stderr.decode()[-800:]}"
+        ) from None
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+    problems = [] if raw.get("ok") else [f"fanout_check: {raw.get('problems', raw)}"]
+    mem = raw.get("server_mem", {})
+    metrics = {
+        "held": raw.get("ready", 0),
+        "connect_s": raw.get("connect_s", 0),
+        "burst_s": raw.get("first_publish_to_last_delivery_s", 0),
+        "burst_p99_s": raw.get("lat_us", {}).get("p99", 0) / 1e6,
+        "mem_gib": mem.get("pss_connected_kb", 0) / 1024**2,
+        "mem_pss_per_sub": mem.get("pss_per_sub_bytes", 0),
+        "kernel_per_sub": raw.get("kernel_mem", {}).get("per_sub_bytes", 0),
+    }
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "million": raw,
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
+    }

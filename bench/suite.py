@@ -20,7 +20,9 @@ Scenarios (--scenarios): capacity (idle subscribers: memory per subscriber,
 kernel memory, connect rate), fanout (1k/10k/50k subscribers on 1 and 100
 channels, back to back and paced), publish (keep-alive and pipelined publish
 rate), churn (subscribers come and go while messages flow), modes (streaming,
-eventsource, websocket, long-polling). The load generator is bench/bin/loadgen
+eventsource, websocket, long-polling), million (full profile: 1M streaming
+subscribers on one channel and a 10-message burst, fastpush only, one round,
+through bench/fanout_check.py). The load generator is bench/bin/loadgen
 (C, forking); it checks every message's order and completeness and reports its
 own CPU, and the report flags runs where it may have been the bottleneck.
 
@@ -65,7 +67,7 @@ from scenarios import METRICS, Cell, Target  # noqa: E402
 BASELINE = os.path.join(common.BENCH_DIR, "baseline.json")
 OUT_DIR = os.path.join(common.BENCH_DIR, "out")
 TARGETS = ("fastpush", "nginx", "nchan", "bare")
-SCENARIOS = ("capacity", "fanout", "publish", "churn", "modes")
+SCENARIOS = ("capacity", "fanout", "publish", "churn", "modes", "million")
 # shown per target but not divided: context, not a result
 NO_RATIO = ("loadgen_cpu_s", "cpu_sys_share")
 
@@ -169,6 +171,30 @@ def _verdict_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             row(goal, cid, "", None, why_na(cid, "fastpush" if a is None else "nginx"))
         else:
             row(goal, cid, f"{a:,.0f} vs {b:,.0f}/s = {a / b:.2f}x", a / b >= 1)
+    million = [c for c in cells.values() if c["scenario"] == "million"]
+    for c in million or [None]:
+        cid = c["id"] if c else "million"
+        goal = (
+            "1M subscribers held, < 1.5 GB server memory, 10-message burst p99 "
+            f"< half push-stream's {scenarios.PUSHSTREAM_MILLION_P99_S:g} s"
+        )
+        held, mem, p99 = (
+            med(cid, "fastpush", "held"),
+            med(cid, "fastpush", "mem_gib"),
+            med(cid, "fastpush", "burst_p99_s"),
+        )
+        if held is None or mem is None or p99 is None:
+            row(goal, cid, "", None, why_na(cid, "fastpush"))
+        else:
+            n = c["params"]["n"] if c else 0
+            row(
+                goal,
+                cid,
+                f"{held:,.0f} held, {mem * 1.073741824:.2f} GB, p99 {p99:.1f} s",
+                held >= n
+                and mem * 1.073741824 < 1.5
+                and p99 < scenarios.PUSHSTREAM_MILLION_P99_S / 2,
+            )
     return rows
 
 
@@ -313,6 +339,7 @@ def report_md(summary: dict[str, Any]) -> str:
         "publish": "Publish rate",
         "churn": "Churn",
         "modes": "Subscriber modes",
+        "million": "One million subscribers",
     }
     for scn in SCENARIOS:
         cells = by_scn.get(scn)
@@ -780,13 +807,20 @@ def main(argv: list[str] | None = None) -> int:
         if unavailable[t.name]:
             progress.line(f"suite: {t.label} skipped: {unavailable[t.name]}")
 
+    def rounds(c: Cell) -> int:
+        # the 1M cell takes minutes and is run once
+        return min(args.repeat, c.params.get("rounds", args.repeat))
+
     # plan: which targets run which cell; the reasons for the others
     plan: list[tuple[Cell, list[Target], dict[str, str]]] = []
     for c in cells:
         run_t, skip = [], {}
         for t in targets:
-            why = unavailable[t.name] or t.cannot(
-                c.params.get("mode", "stream"), c.spec()
+            only = c.params.get("only")
+            why = (
+                unavailable[t.name]
+                or (only and t.name not in only and f"run for {', '.join(only)} only")
+                or t.cannot(c.params.get("mode", "stream"), c.spec())
             )
             if why:
                 skip[t.name] = why
@@ -794,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_t.append(t)
         plan.append((c, run_t, skip))
     pending = [
-        (c.id, t.name) for c, ts, _ in plan for _ in range(args.repeat) for t in ts
+        (c.id, t.name) for c, ts, _ in plan for _ in range(rounds(c)) for t in ts
     ]
     progress.total = len(pending)
     progress.line(
@@ -825,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
                         "skipped": why,
                     }
                 )
-            for rnd in range(args.repeat):
+            for rnd in range(rounds(cell)):
                 # alternate: each round (and each cell) starts with another target
                 k = (rnd + ci) % max(len(run_t), 1)
                 for t in run_t[k:] + run_t[:k]:
