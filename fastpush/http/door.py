@@ -23,6 +23,7 @@ events channel, "ALL") and hands those requests on too.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from typing import TYPE_CHECKING
@@ -104,14 +105,24 @@ def _route(app: App, loc: Location, prefix: str) -> DoorRoute:
     )
 
 
+# The loop keeps only weak references to tasks: one nobody holds may be
+# collected while it waits, leaving its connection open and unserved.
+_adopting: set[asyncio.Task[None]] = set()
+
+
 def adopt(app: App, fd: int, data: bytes) -> None:
     """Serve a connection the door handed on, starting with data."""
     sock = socket.socket(fileno=fd)
-    app.loop.create_task(_adopted(app, sock, data))
+    task = app.loop.create_task(_adopted(app, sock, data))
+    _adopting.add(task)
+    task.add_done_callback(_adopting.discard)
 
 
 async def _adopted(app: App, sock: socket.socket, data: bytes) -> None:
     try:
         await app.loop.connect_accepted_socket(lambda: HttpProtocol(app, data), sock)
     except OSError:
+        sock.close()  # the peer is gone already
+    except BaseException:
         sock.close()
+        raise
