@@ -304,3 +304,18 @@ def test_listening_sockets_get_tcp_nodelay_for_what_they_accept(worker: Worker) 
     # Linux copies it to every accepted socket: no call per connection.
     for s in worker.socks:
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_a_handed_on_request_the_python_path_chokes_on_is_closed(worker: Worker) -> None:
+    # Found by the fuzz test: the Python path raises on this head; the
+    # connection must be closed, as it is when uvloop itself read the bytes.
+    async def closed() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+        worker.clients.append(writer)
+        writer.write(b"ET \x00pub?id=a HTTP/1.1\r\nHost: x\r\n\r\n")
+        return await asyncio.wait_for(reader.read(), 3)  # TimeoutError: left open
+
+    assert worker.run(closed()) == b""
+    assert worker.app.door.handed_on == 1
+    assert [e["message"] for e in worker.errors] == ["protocol.data_received() call failed."]
+    worker.errors.clear()

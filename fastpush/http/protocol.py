@@ -162,7 +162,18 @@ class HttpProtocol(asyncio.Protocol):
         self._arm_timer()
         if self.first:
             data, self.first = self.first, b""
-            self.data_received(data)
+            try:
+                self.data_received(data)
+            except Exception as exc:
+                # As uvloop does when data_received() raises: report, close.
+                self.app.loop.call_exception_handler(
+                    {
+                        "message": "protocol.data_received() call failed.",
+                        "exception": exc,
+                        "protocol": self,
+                    }
+                )
+                self.transport.abort()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.connections.discard(self)
