@@ -139,17 +139,6 @@ class Registry:
         ch.due = second
         self.wheel.add(ch.id, second)
 
-    def stamp(self, ch: Channel, now: int | None = None) -> tuple[int, int, int]:
-        """The next (id, time, tag) for a message on ch."""
-        t = int(time.time()) if now is None else now
-        if t == self._last_time:
-            self._last_tag += 1
-        else:
-            self._last_time = t
-            self._last_tag = 1
-        ch.last_message_id += 1
-        return ch.last_message_id, t, self._last_tag
-
     def publish(
         self,
         ch: Channel,
@@ -161,8 +150,9 @@ class Registry:
     ) -> Message:
         """Stamp, store and hand a message to deliver (default: the fan-out).
 
-        The hot path of every publish and of the in-process glue: stamp()
-        and record() are written out here, which halves its cost.
+        The hot path of every publish and of the in-process glue: the
+        stamp (push-stream's tag: 1 for a second's first message, then +1)
+        is written out here and the channel adds the message in C.
         """
         s = self.settings
         size = len(text) + MESSAGE_OVERHEAD

@@ -299,8 +299,10 @@ class App:
 
     def _set_door_routes(self) -> None:
         s = self.config.settings
+        routes = door.door_routes(self)
+        self.hub.nforms = len(self.forms)
         self.door.set_routes(
-            door.door_routes(self),
+            routes,
             s.client_header_buffer_size,
             s.max_channel_id_length if s.max_channel_id_length is not None else -1,
             (s.wildcard_channel_prefix or "").encode() or None,
@@ -314,9 +316,12 @@ class App:
             self.flush()
 
     def _door_subscribed(self, channels: list[Channel]) -> None:
+        # One entry per subscriber the door attached in one batch, most of
+        # them on the same few channels: touch each channel once.
         reg = self.registry
-        for ch in channels:
+        for ch in dict.fromkeys(channels):
             reg.touch(ch)
+        for ch in channels:
             reg.client_subscribed(ch)
 
     def _on_ws_message(

@@ -43,7 +43,10 @@ _DATE_LINE = b"\r\nDate: "
 
 
 def door_routes(app: App) -> list[DoorRoute]:
-    """The routes for app's current configuration, in location order."""
+    """The routes for app's current configuration, in location order.
+
+    Their forms are registered in app.forms; the hub must be told the count.
+    """
     settings = app.config.settings
     if settings.max_subscribers_per_channel is not None:
         return []
@@ -62,7 +65,6 @@ def door_routes(app: App) -> list[DoorRoute]:
         ):
             routes.append(_route(app, loc, prefix))
         earlier.append(prefix)
-    app.hub.nforms = len(app.forms)
     return routes
 
 
