@@ -194,10 +194,53 @@ cdef class Door:
         bytes events_id
         bint begun
         bint paused
+        # The publisher side (core/publisher.pyx).
+        list pub_routes         # PubRoute, tried in order
+        dict publishers         # fd -> Publisher: connections served here
+        object publish          # callable(channel_id, text, store) -> Channel | None
+        Py_ssize_t keepalive_requests
+        bint gzip               # responses may be compressed
+        unsigned int pub_gen    # bumped when the routes change
+        char *out               # answers of one read, sent together
+        size_t out_len
+        size_t out_cap
         readonly unsigned long long served      # subscribers attached here
         readonly unsigned long long handed_on   # connections given to Python
+        readonly unsigned long long published   # publishes answered here
 
     cdef void _out_of_resources(self, int err) noexcept
     cdef object _serve(self, int fd)
+    cdef bytes _date(self)
+    cdef int _publisher(self, int fd, size_t n) except -1
     cdef int _hand_on(self, int fd, bytes data) except -1
     cdef DoorRoute _match(self, size_t n, size_t *start, size_t *length)
+
+
+cdef class PubRoute:
+    cdef:
+        readonly bytes path     # the exact path: b"/pub"
+        readonly bytes arg      # the query argument with the channel id: b"id"
+        readonly bint store     # store_messages
+        readonly Py_ssize_t body_limit
+        readonly bytes head     # answer head before the Date line
+        readonly bytes mid      # after it, up to the Content-Length digits
+        readonly bytes post     # after the digits, to the blank line
+        readonly tuple info     # channel-info body around its fields, or None
+
+
+cdef class Publisher:
+    cdef:
+        Door door
+        int fd
+        char *buf               # requests read and not yet handled
+        size_t len
+        size_t cap
+        Py_ssize_t served       # requests answered on this connection
+        unsigned int gen        # the door's pub_gen when it came
+        long seen               # time() of its last read
+
+    cdef int feed(self, const char *data, size_t n) except -1
+    cdef int serve(self, bint eof) except -1
+    cdef size_t _send_out(self) noexcept
+    cdef int _hand_on(self, size_t pos, ssize_t sent=*) except -1
+    cdef void _forget(self) noexcept

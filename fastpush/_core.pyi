@@ -121,17 +121,40 @@ class DoorRoute:
         self, prefix: bytes, form: int, ttl: float, head: bytes, tail: bytes
     ) -> None: ...
 
+class PubRoute:
+    path: bytes
+    arg: bytes
+    store: bool
+    body_limit: int
+    head: bytes
+    mid: bytes
+    post: bytes
+    info: tuple[bytes, bytes, bytes, bytes, bytes] | None
+    def __init__(
+        self,
+        path: bytes,
+        arg: bytes,
+        store: bool,
+        body_limit: int,
+        head: bytes,
+        mid: bytes,
+        post: bytes,
+        info: tuple[bytes, bytes, bytes, bytes, bytes] | None = None,
+    ) -> None: ...
+
 class Door:
     served: int
     handed_on: int
+    published: int
     def __init__(
         self,
         hub: Hub,
         channels: dict[str, Channel],
-        adopt: Callable[[int, bytes], None],
+        adopt: Callable[[int, bytes, int, bytes], None],
         begin: Callable[[], None],
         subscribed: Callable[[list[Channel]], None],
         date: Callable[[], bytes],
+        publish: Callable[[str, bytes, bool], Channel | None],
     ) -> None: ...
     def set_routes(
         self,
@@ -141,6 +164,11 @@ class Door:
         wildcard_prefix: bytes | None = None,
         events_id: bytes | None = None,
     ) -> None: ...
+    def set_publisher_routes(
+        self, routes: list[PubRoute], keepalive_requests: int, gzip: bool = False
+    ) -> None: ...
     def listen(self, fd: int) -> None: ...
     def close(self) -> None: ...
     def counters(self) -> dict[str, int]: ...
+    def sweep(self, idle: float) -> None: ...
+    def drop_publishers(self) -> None: ...

@@ -7,7 +7,9 @@ one epoll set registered once with the event loop, and non-blocking send()
 straight from C. A message is rendered once per form and the same bytes go
 to every subscriber of that form; only what the kernel refuses is buffered.
 The front door (core/door.pyx) accepts connections and attaches the plain
-subscriber request to its channel without going through Python at all.
+subscriber request to its channel without going through Python at all; a
+keep-alive publisher connection it parses and answers in C
+(core/publisher.pyx).
 """
 
 cimport cython
@@ -22,12 +24,18 @@ from cpython.list cimport PyList_GET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.stdio cimport snprintf
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, strerror
 
 from fastpush.includes cimport system
 from fastpush.includes.debug cimport FASTPUSH_DEBUG
+from fastpush.includes.system cimport memmem
+
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
 
 include "includes/consts.pxi"
 include "core/buffers.pyx"
@@ -36,6 +44,7 @@ include "core/channel.pyx"
 include "core/websocket.pyx"
 include "core/hub.pyx"
 include "core/door.pyx"
+include "core/publisher.pyx"
 
 # Subscriber kinds for Hub.attach(), as Python sees them.
 KIND_STREAM = SUB_STREAM

@@ -17,7 +17,7 @@ from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Door, Hub
 from fastpush.config import Config, Location
 from fastpush.http import door, response
 from fastpush.http.info import View
-from fastpush.http.protocol import HttpProtocol, Reply, Request
+from fastpush.http.protocol import IDLE_TIMEOUT, HttpProtocol, Reply, Request
 from fastpush.http.publisher import STORE_FULL, handle_publisher, handle_statistics
 from fastpush.http.router import Router, expand
 from fastpush.http.subscriber import handle_subscriber
@@ -73,10 +73,11 @@ class App:
         self.door = Door(
             self.hub,
             self.registry.channels,
-            lambda fd, data: door.adopt(self, fd, data),
+            lambda fd, data, served, unsent: door.adopt(self, fd, data, served, unsent),
             self._door_begin,
             self._door_subscribed,
             response.date_header,
+            self._door_publish,
         )
 
     # -- requests ------------------------------------------------------------
@@ -308,6 +309,9 @@ class App:
             (s.wildcard_channel_prefix or "").encode() or None,
             (self.registry.events_channel_id or "").encode() or None,
         )
+        self.door.set_publisher_routes(
+            door.publisher_routes(self), s.keepalive_requests, s.gzip
+        )
 
     def _door_begin(self) -> None:
         # As handle() does for a subscriber: what was published before it
@@ -323,6 +327,17 @@ class App:
             reg.touch(ch)
         for ch in channels:
             reg.client_subscribed(ch)
+
+    def _door_publish(self, cid: str, text: bytes, store: bool) -> Channel | None:
+        # A publish the door parsed (one worker). None hands the request to
+        # the Python path, which makes it again and answers the refusal.
+        reg = self.registry
+        try:
+            ch = reg.get_or_create(cid)
+            reg.publish(ch, text, None, None, store)
+        except (ChannelLimitError, StoreFullError):
+            return None
+        return ch
 
     def _on_ws_message(
         self, channels: list[Channel], text: bytes, is_text: bool
@@ -454,6 +469,7 @@ class App:
         if self._pinging:
             self._ping()
         self.registry.collect()
+        self.door.sweep(IDLE_TIMEOUT)
 
     def _ping(self) -> None:
         forms = self.forms.forms
@@ -492,6 +508,7 @@ class App:
         self.flush()
         forms = self.forms.forms
         self.hub.close_all(lambda f: forms[f].footer())
+        self.door.drop_publishers()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()

@@ -11,6 +11,7 @@ push-stream gives to them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -719,3 +720,74 @@ def tags(times: list[bytes], start: tuple[bytes, int] = (b"", 0)) -> list[int]:
         last = when
         out.append(tag)
     return out
+
+
+# in-process workers
+
+
+class InProcessWorker:
+    """One worker's App on its own uvloop loop in this process, listening
+    through the front door on a free loopback port ({port} in config)."""
+
+    def __init__(self, config: str) -> None:
+        import uvloop
+
+        from fastpush.config import parse_config
+        from fastpush.server import App, make_sockets
+
+        self.port = free_port()
+        self.loop = uvloop.new_event_loop()
+        self.errors: list[dict[str, object]] = []
+        self.loop.set_exception_handler(lambda _l, ctx: self.errors.append(ctx))
+        self.config = parse_config(config.replace("{port}", str(self.port)))
+        self.app = App(self.config, self.loop)
+        self.app.start()
+        self.socks = make_sockets(self.config)
+        for s in self.socks:
+            self.app.door.listen(s.fileno())
+        self.clients: list[asyncio.StreamWriter] = []
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        return self.loop.run_until_complete(coro)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A client connection, closed with the worker."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.clients.append(writer)
+        return reader, writer
+
+    async def talk(self, *parts: bytes, quiet: float = 0.15) -> bytes:
+        """Send the parts, a moment apart, on a new connection; what came
+        back until quiet."""
+        reader, writer = await self.connect()
+        for i, data in enumerate(parts):
+            if i:
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            writer.write(data)
+        out = b""
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), quiet)
+            except (asyncio.TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def close(self) -> None:
+        for w in self.clients:
+            w.close()
+        self.app.door.close()
+        for s in self.socks:
+            s.close()
+        self.app.drain()
+        self.run(asyncio.sleep(0.05))
+        self.app.close()
+        self.loop.close()
+
+
+def undated(answer: bytes) -> bytes:
+    """answer without its Date lines, to compare answers made apart."""
+    return re.sub(rb"Date: [^\r]*\r\n", b"", answer)

@@ -9,23 +9,21 @@ request is made once with the door's routes in place and once with none
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from collections.abc import Iterator
 
 import pytest
-import uvloop
 
 from fastpush._core import DoorRoute
 from fastpush.config import parse_config
 from fastpush.http.door import door_routes, literal_prefix
-from fastpush.server import App, make_sockets
 from fastpush.testing import (
+    InProcessWorker,
     dechunk,
-    free_port,
     pub_location,
     push_stream_config,
     sub_location,
+    undated,
 )
 
 CONFIG = 'listen = ["127.0.0.1:{port}"]\n' + push_stream_config(
@@ -42,41 +40,7 @@ CONFIG = 'listen = ["127.0.0.1:{port}"]\n' + push_stream_config(
 )
 
 
-class Worker:
-    """One worker's App on its own loop, listening through the door."""
-
-    def __init__(self, config: str) -> None:
-        self.port = free_port()
-        self.loop = uvloop.new_event_loop()
-        self.errors: list[dict[str, object]] = []
-        self.loop.set_exception_handler(lambda _l, ctx: self.errors.append(ctx))
-        self.config = parse_config(config.replace("{port}", str(self.port)))
-        self.app = App(self.config, self.loop)
-        self.app.start()
-        self.socks = make_sockets(self.config)
-        for s in self.socks:
-            self.app.door.listen(s.fileno())
-        self.clients: list[asyncio.StreamWriter] = []
-
-    def run(self, coro):  # type: ignore[no-untyped-def]
-        return self.loop.run_until_complete(coro)
-
-    async def talk(self, data: bytes, quiet: float = 0.15) -> bytes:
-        """Send data on a new connection; what came back until quiet."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.clients.append(writer)
-        writer.write(data)
-        out = b""
-        while True:
-            try:
-                chunk = await asyncio.wait_for(reader.read(65536), quiet)
-            except (asyncio.TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-
+class Worker(InProcessWorker):
     def both_ways(self, request: bytes) -> tuple[bytes, bytes, int, int]:
         """(door answer, Python answer, served, handed on) for request."""
         door = self.app.door
@@ -89,22 +53,7 @@ class Worker:
             slow = self.run(self.talk(request))
         finally:
             door.set_routes(routes, self.config.settings.client_header_buffer_size)
-        return _undated(fast), _undated(slow), *counts
-
-    def close(self) -> None:
-        for w in self.clients:
-            w.close()
-        self.app.door.close()
-        for s in self.socks:
-            s.close()
-        self.app.drain()
-        self.run(asyncio.sleep(0.05))
-        self.app.close()
-        self.loop.close()
-
-
-def _undated(answer: bytes) -> bytes:
-    return re.sub(rb"Date: [^\r]*\r\n", b"", answer)
+        return undated(fast), undated(slow), *counts
 
 
 @pytest.fixture
@@ -184,11 +133,10 @@ def test_door_subscriber_gets_messages_and_is_counted(worker: Worker) -> None:
     expires = ch.expires
 
     async def scenario() -> tuple[bytes, bytes]:
-        r1, w1 = await asyncio.open_connection("127.0.0.1", worker.port)
+        r1, w1 = await worker.connect()
         w1.write(b"GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n")  # the door
-        r2, w2 = await asyncio.open_connection("127.0.0.1", worker.port)
+        r2, w2 = await worker.connect()
         w2.write(b"GET /sub/a HTTP/1.1\r\nConnection: keep-alive, x\r\n\r\n")  # Python
-        worker.clients += [w1, w2]
         heads = [await r.readuntil(b"\r\n\r\n") for r in (r1, r2)]
         assert heads[0].split(b"Date:")[0] == heads[1].split(b"Date:")[0]
         assert app.door.served == 1 and app.door.handed_on == 1
@@ -217,9 +165,8 @@ def test_pending_messages_are_delivered_before_the_door_attaches(
     ch = app.registry.get("a")
 
     async def scenario() -> bytes:
-        r1, w1 = await asyncio.open_connection("127.0.0.1", worker.port)
+        r1, w1 = await worker.connect()
         w1.write(b"GET /sub/a HTTP/1.1\r\n\r\n")
-        worker.clients.append(w1)
         await r1.readuntil(b"\r\n\r\n")
         # Published in this loop iteration, not yet flushed: the second
         # subscriber, attached by the door before the flush, must not see it.
@@ -263,7 +210,10 @@ def test_an_earlier_regex_that_could_match_keeps_the_door_out() -> None:
     # "/(.*)" matches every path first
     assert _config_routes(_sub("/(.*)", "long-polling") + _sub("^/sub/(.*)")) == []
     # not a literal prefix: the door cannot tell what it matches
-    assert _config_routes(_sub("^/s[a-z]b/(.*)", "long-polling") + _sub("^/sub/(.*)")) == []
+    assert (
+        _config_routes(_sub("^/s[a-z]b/(.*)", "long-polling") + _sub("^/sub/(.*)"))
+        == []
+    )
     # a literal that cannot occur in /sub/<id>
     assert _config_routes(_sub("^/lp/(.*)", "long-polling") + _sub("^/sub/(.*)")) == [
         b"/sub/"
@@ -272,7 +222,9 @@ def test_an_earlier_regex_that_could_match_keeps_the_door_out() -> None:
     assert _config_routes(_sub("^/sub/(.*)", path="$1/extra")) == []
     # per-channel subscriber limit: the door does not count
     assert (
-        _config_routes("[settings]\nmax_subscribers_per_channel = 3\n" + _sub("^/sub/(.*)"))
+        _config_routes(
+            "[settings]\nmax_subscribers_per_channel = 3\n" + _sub("^/sub/(.*)")
+        )
         == []
     )
 
@@ -306,16 +258,19 @@ def test_listening_sockets_get_tcp_nodelay_for_what_they_accept(worker: Worker) 
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
-def test_a_handed_on_request_the_python_path_chokes_on_is_closed(worker: Worker) -> None:
+def test_a_handed_on_request_the_python_path_chokes_on_is_closed(
+    worker: Worker,
+) -> None:
     # Found by the fuzz test: the Python path raises on this head; the
     # connection must be closed, as it is when uvloop itself read the bytes.
     async def closed() -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
-        worker.clients.append(writer)
+        reader, writer = await worker.connect()
         writer.write(b"ET \x00pub?id=a HTTP/1.1\r\nHost: x\r\n\r\n")
         return await asyncio.wait_for(reader.read(), 3)  # TimeoutError: left open
 
     assert worker.run(closed()) == b""
     assert worker.app.door.handed_on == 1
-    assert [e["message"] for e in worker.errors] == ["protocol.data_received() call failed."]
+    assert [e["message"] for e in worker.errors] == [
+        "protocol.data_received() call failed."
+    ]
     worker.errors.clear()

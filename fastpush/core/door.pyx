@@ -98,18 +98,23 @@ cdef class DoorRoute:
 cdef class Door:
     """Accepts on listening sockets; serves plain subscribers, hands the rest on.
 
-    adopt(fd, data): a connection for the Python path, with the bytes read.
+    adopt(fd, data, served, unsent): a connection for the Python path, with
+    the bytes read and not handled, the requests already served on it and
+    the answers not yet written.
     begin(): called once per batch before the first subscriber attaches
     (messages published but not yet delivered go out first).
     subscribed(channels): after a batch, one entry per subscriber attached.
     date(): the Date header line, asked once a second.
+    publish(channel_id, text, store): a publish the door parsed; the
+    Channel, or None when the Python path must answer it.
     """
 
     def __cinit__(self):
         self.buf = NULL
+        self.out = NULL
 
     def __init__(self, Hub hub not None, dict channels not None, object adopt,
-                 object begin, object subscribed, object date):
+                 object begin, object subscribed, object date, object publish):
         self.hub = hub
         self.loop = hub.loop
         self.channels = channels
@@ -117,6 +122,7 @@ cdef class Door:
         self.begin = begin
         self.subscribed = subscribed
         self.date = date
+        self.publish = publish
         self.date_line = b""
         self.date_second = -1
         self.routes = []
@@ -125,12 +131,18 @@ cdef class Door:
         self.max_id_length = -1
         self.wildcard_prefix = None
         self.events_id = None
+        self.pub_routes = []
+        self.publishers = {}
+        self.keepalive_requests = 0
+        self.out_len = 0
+        self.out_cap = 0
         self.buf = <char *>malloc(DOOR_BUFFER_SIZE)
         if self.buf == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
         free(self.buf)
+        free(self.out)
 
     def set_routes(self, list routes not None, Py_ssize_t header_limit,
                    Py_ssize_t max_id_length=-1, bytes wildcard_prefix=None,
@@ -150,6 +162,24 @@ cdef class Door:
         self.max_id_length = max_id_length
         self.wildcard_prefix = wildcard_prefix or None
         self.events_id = events_id or None
+
+    def set_publisher_routes(self, list routes not None,
+                             Py_ssize_t keepalive_requests, bint gzip=False):
+        """The publisher locations the door answers; [] for none.
+
+        Call after set_routes() (the head limit and channel id checks are
+        shared). keepalive_requests: requests a connection may make; gzip:
+        whether a response may be compressed (then a request that accepts
+        gzip goes to Python). Connections already open go to the Python
+        path at their next request.
+        """
+        for r in routes:
+            if not isinstance(r, PubRoute):
+                raise TypeError("routes must be PubRoute objects")
+        self.pub_routes = list(routes)
+        self.keepalive_requests = keepalive_requests
+        self.gzip = gzip
+        self.pub_gen += 1
 
     def listen(self, int fd):
         """Accept on the non-blocking listening socket fd (the caller keeps it)."""
@@ -171,7 +201,22 @@ cdef class Door:
         self.fds = []
 
     def counters(self):
-        return {"door_served": self.served, "door_handed_on": self.handed_on}
+        return {"door_served": self.served, "door_handed_on": self.handed_on,
+                "door_published": self.published}
+
+    def sweep(self, double idle):
+        """Close publisher connections silent for more than idle seconds."""
+        cdef long now = <long>system.time(NULL)
+        cdef Publisher p
+        for p in list(self.publishers.values()):
+            if now - p.seen > idle:
+                p.close()
+
+    def drop_publishers(self):
+        """Close every publisher connection (shutting down)."""
+        cdef Publisher p
+        for p in list(self.publishers.values()):
+            p.close()
 
     # -- accepting -------------------------------------------------------------
 
@@ -252,7 +297,10 @@ cdef class Door:
             return None
         route = self._match(<size_t>n, &start, &length)
         if route is None:
-            self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
+            if self.pub_routes and memcmp(self.buf, b"POST ", 5) == 0:
+                self._publisher(fd, <size_t>n)
+            else:
+                self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
             return None
         if not self.begun:
             self.begun = True
@@ -264,13 +312,7 @@ cdef class Door:
             self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
             return None
         ch = <object>found
-        now = <long>system.time(NULL)
-        if now != self.date_second:
-            line = self.date()
-            if not isinstance(line, bytes) or len(line) > DOOR_DATE_MAX:
-                raise ValueError("date() must give a bytes Date line")
-            self.date_line = line
-            self.date_second = now
+        self._date()
         # The request is in `ch` now; the buffer takes the response.
         size = 0
         for part in (route.head, self.date_line, route.tail):
@@ -283,10 +325,39 @@ cdef class Door:
         self.served += 1
         return ch
 
+    cdef bytes _date(self):
+        """The Date line of a response now."""
+        cdef long now = <long>system.time(NULL)
+        if now != self.date_second:
+            line = self.date()
+            if not isinstance(line, bytes) or len(line) > DOOR_DATE_MAX:
+                raise ValueError("date() must give a bytes Date line")
+            self.date_line = line
+            self.date_second = now
+        return self.date_line
+
+    cdef int _publisher(self, int fd, size_t n) except -1:
+        """A connection that starts with POST: the door's if its first
+        request is a publish it serves (or may still be), else Python's."""
+        cdef PubReq req
+        cdef Publisher p
+        if _pub_parse(self, <const unsigned char *>self.buf, n, &req) == PUB_NOT_OURS:
+            return self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
+        p = Publisher(self, fd)
+        p.feed(self.buf, n)
+        self.publishers[fd] = p
+        try:
+            self.loop.add_reader(fd, p._on_read)
+        except BaseException:
+            del self.publishers[fd]
+            system.close(fd)
+            raise
+        return p.serve(False)
+
     cdef int _hand_on(self, int fd, bytes data) except -1:
         self.handed_on += 1
         try:
-            self.adopt(fd, data)
+            self.adopt(fd, data, 0, b"")
         except BaseException:
             system.close(fd)
             raise
@@ -299,7 +370,7 @@ cdef class Door:
         HTTP/1.1`, and headers that change nothing in the answer.
         """
         cdef const unsigned char *b = <const unsigned char *>self.buf
-        cdef size_t i, j, name, name_len, value, value_end, headers = 0
+        cdef size_t i, j, name, name_len, value, value_len, headers = 0
         cdef Py_ssize_t k, plen
         cdef DoorRoute route = None, r
         if not self.routes or n > <size_t>self.header_limit or n < 20:
@@ -319,16 +390,7 @@ cdef class Door:
         j = i
         while _CLASS[b[j]] & C_ID:
             j += 1
-        if j == i:
-            return None
-        if self.max_id_length >= 0 and j - i > <size_t>self.max_id_length:
-            return None
-        if (self.wildcard_prefix is not None
-                and _starts(b + i, j - i, self.wildcard_prefix)):
-            return None
-        if self.events_id is not None and _same(b + i, j - i, self.events_id):
-            return None
-        if j - i == 3 and memcmp(b + i, b"ALL", 3) == 0:
+        if not _plain_id(self, b + i, j - i, False):
             return None
         start[0] = i
         length[0] = j - i
@@ -341,31 +403,14 @@ cdef class Door:
             return None
         i = j + 11
         while i < n - 2:
-            # name: value CRLF, no folded lines
-            name = i
-            while _CLASS[b[i]] & C_TOKEN:
-                i += 1
-            name_len = i - name
-            if name_len == 0 or b[i] != b':':
+            i = _header(b, i, &name, &name_len, &value, &value_len)
+            if i == 0:
                 return None
-            i += 1
-            while b[i] == b' ' or b[i] == b'\t':
-                i += 1
-            value = i
-            while _CLASS[b[i]] & C_VALUE:
-                i += 1
-            if b[i] != b'\r' or b[i + 1] != b'\n':
-                return None
-            value_end = i
-            while value_end > value and (b[value_end - 1] == b' '
-                                         or b[value_end - 1] == b'\t'):
-                value_end -= 1
-            i += 2
             headers += 1
             if _changes_answer(b + name, name_len):
                 return None
             if _is(b + name, name_len, "connection") and not _is(
-                    b + value, value_end - value, "keep-alive"):
+                    b + value, value_len, "keep-alive"):
                 return None
         # The Python path counts a header's name and value plus 4 against
         # the limit; the head's own length plus one per header bounds that.
@@ -382,3 +427,52 @@ cdef inline bint _starts(const unsigned char *p, size_t n, bytes prefix) noexcep
 cdef inline bint _same(const unsigned char *p, size_t n, bytes other) noexcept:
     return <size_t>PyBytes_GET_SIZE(other) == n and memcmp(
         p, PyBytes_AS_STRING(other), n) == 0
+
+
+cdef size_t _header(const unsigned char *b, size_t i, size_t *name, size_t *name_len,
+                    size_t *value, size_t *value_len) noexcept:
+    """Read `name: value CRLF` at b[i], in a head that ends in CRLF CRLF.
+
+    Returns the index after it, 0 for anything else (a folded line, a bad
+    character); the value is without the spaces around it.
+    """
+    cdef size_t end
+    name[0] = i
+    while _CLASS[b[i]] & C_TOKEN:
+        i += 1
+    name_len[0] = i - name[0]
+    if name_len[0] == 0 or b[i] != b':':
+        return 0
+    i += 1
+    while b[i] == b' ' or b[i] == b'\t':
+        i += 1
+    value[0] = i
+    while _CLASS[b[i]] & C_VALUE:
+        i += 1
+    if b[i] != b'\r' or b[i + 1] != b'\n':
+        return 0
+    end = i
+    while end > value[0] and (b[end - 1] == b' ' or b[end - 1] == b'\t'):
+        end -= 1
+    value_len[0] = end - value[0]
+    return i + 2
+
+
+cdef bint _plain_id(Door door, const unsigned char *p, size_t n, bint wildcard_ok) noexcept:
+    """A channel id the door may act on: [A-Za-z0-9_:-]+ within the length
+    limit, not ALL, not the events channel (and, for a subscriber, not a
+    wildcard channel). The Python path has its own answer for the others."""
+    cdef size_t i
+    if n == 0:
+        return False
+    for i in range(n):
+        if not _CLASS[p[i]] & C_ID:
+            return False
+    if door.max_id_length >= 0 and n > <size_t>door.max_id_length:
+        return False
+    if (not wildcard_ok and door.wildcard_prefix is not None
+            and _starts(p, n, door.wildcard_prefix)):
+        return False
+    if door.events_id is not None and _same(p, n, door.events_id):
+        return False
+    return not (n == 3 and memcmp(p, b"ALL", 3) == 0)

@@ -19,6 +19,11 @@ every such request with the same bytes, whatever the channel id:
   subscriber limit, which the door does not count.
 The door itself then checks what depends on the id (length, wildcard,
 events channel, "ALL") and hands those requests on too.
+
+A publisher connection (core/publisher.pyx) stays with the door while its
+requests are `POST <path>?<arg>=<channel>` with a Content-Length body, on a
+location that qualifies in the same sense (see publisher_routes()), and
+goes to adopt() at the first request that is not.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import re
 import socket
 from typing import TYPE_CHECKING
 
-from fastpush._core import DoorRoute
+from fastpush._core import DoorRoute, PubRoute
+from fastpush.http import info, response
 from fastpush.http.protocol import HttpProtocol
 from fastpush.http.subscriber import stream_head
 from fastpush.render import EVENTSOURCE, STREAM
@@ -40,6 +46,11 @@ if TYPE_CHECKING:
 # A regex the door can stand in for: a literal path prefix, then (.*).
 _LITERAL_PREFIX = re.compile(r"\^?(/(?:[A-Za-z0-9_-]+/)*)\(\.\*\)\$?")
 _DATE_LINE = b"\r\nDate: "
+# channels_path of a publisher the door serves: one query argument.
+_ONE_ARG = re.compile(r"\$(?:arg_(\w+)|\{arg_(\w+)\})")
+# A body larger than this goes to the Python path even where the location
+# allows more (client_max_body_size 0: no limit).
+DOOR_BODY_MAX = 1 << 20
 
 
 def door_routes(app: App) -> list[DoorRoute]:
@@ -66,6 +77,67 @@ def door_routes(app: App) -> list[DoorRoute]:
             routes.append(_route(app, loc, prefix))
         earlier.append(prefix)
     return routes
+
+
+def publisher_routes(app: App) -> list[PubRoute]:
+    """The publisher locations the door answers, for app's configuration.
+
+    Only with one worker (with several, a publish waits for the sequencer),
+    and only a location that every `POST <path>?...` reaches and whose
+    answer depends on nothing but the channel: a prefix location (the
+    router must send its own path there), channels_path one `$arg_x`, no
+    allow list and no CORS headers.
+    """
+    if app.bus is not None or app.config.settings.keepalive_requests < 2:
+        return []
+    routes = []
+    for loc in app.config.locations:
+        if loc.role != "publisher" or loc.path is None:
+            continue
+        m = _ONE_ARG.fullmatch(loc.channels_path)
+        path = loc.path
+        if (
+            m is None
+            or loc.allow
+            or loc.allowed_origins
+            or not re.fullmatch(r"/[A-Za-z0-9_/.-]*", path)
+            or app.router.match(path) != (loc, ())
+        ):
+            continue
+        routes.append(_pub_route(loc, path, m.group(1) or m.group(2)))
+    return routes
+
+
+def _pub_route(loc: Location, path: str, arg: str) -> PubRoute:
+    if loc.channel_info_on_publish:
+        # The Python path's answer (handle_publisher, _doc), cut around the
+        # body's length and the Date line.
+        head = response.head(
+            200, content_type=info.JSON.content_type, length=_MARK, keep_alive=True
+        )
+        pieces = tuple(p.encode() for p in re.split(r"%[sd]", info.JSON.item))
+        assert len(pieces) == 5
+    else:
+        head = response.head(200, length=_MARK, keep_alive=True)
+        pieces = None
+    date = head.index(_DATE_LINE) + 2
+    mid = head.index(b"\r\n", date) + 2
+    mark = head.index(b"%d" % _MARK)
+    body_limit = loc.client_max_body_size or DOOR_BODY_MAX
+    return PubRoute(
+        path.encode(),
+        arg.encode(),
+        loc.store_messages,
+        min(body_limit, DOOR_BODY_MAX),
+        head[:date],
+        head[mid:mark],
+        head[mark + len(b"%d" % _MARK) :],
+        pieces,
+    )
+
+
+# Stands for the Content-Length in the head a PubRoute is cut from.
+_MARK = 918273645
 
 
 def literal_prefix(loc: Location) -> str | None:
@@ -112,17 +184,25 @@ def _route(app: App, loc: Location, prefix: str) -> DoorRoute:
 _adopting: set[asyncio.Task[None]] = set()
 
 
-def adopt(app: App, fd: int, data: bytes) -> None:
-    """Serve a connection the door handed on, starting with data."""
+def adopt(app: App, fd: int, data: bytes, served: int = 0, unsent: bytes = b"") -> None:
+    """Serve a connection the door handed on, starting with data.
+
+    served: requests the door answered on it already (they count against
+    keepalive_requests); unsent: the end of those answers, to write first.
+    """
     sock = socket.socket(fileno=fd)
-    task = app.loop.create_task(_adopted(app, sock, data))
+    task = app.loop.create_task(_adopted(app, sock, data, served, unsent))
     _adopting.add(task)
     task.add_done_callback(_adopting.discard)
 
 
-async def _adopted(app: App, sock: socket.socket, data: bytes) -> None:
+async def _adopted(
+    app: App, sock: socket.socket, data: bytes, served: int, unsent: bytes
+) -> None:
     try:
-        await app.loop.connect_accepted_socket(lambda: HttpProtocol(app, data), sock)
+        await app.loop.connect_accepted_socket(
+            lambda: HttpProtocol(app, data, served, unsent), sock
+        )
     except OSError:
         sock.close()  # the peer is gone already
     except BaseException:

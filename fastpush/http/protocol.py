@@ -123,17 +123,22 @@ class Reply:
 
 
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, app: App, first: bytes = b"") -> None:
+    def __init__(
+        self, app: App, first: bytes = b"", served: int = 0, unsent: bytes = b""
+    ) -> None:
         self.app = app
-        # What the front door read before handing the connection on.
+        # What the front door read before handing the connection on, and
+        # (a publisher connection it served for a while) the requests it
+        # answered and the end of those answers the kernel did not take.
         self.first = first
+        self.unsent = unsent
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[Request] = collections.deque()
         self.request: Request | None = None
         self.header_bytes = 0
         self.header_name = ""
-        self.requests_served = 0
+        self.requests_served = served
         self.out: list[bytes] = []
         self.busy = False  # a request waits for something (long-polling)
         # Publisher/statistics answers still owed, in request order.
@@ -160,6 +165,9 @@ class HttpProtocol(asyncio.Protocol):
         self.remote = peer[0] if peer else ""
         self.app.connections.add(self)
         self._arm_timer()
+        if self.unsent:
+            data, self.unsent = self.unsent, b""
+            self.transport.write(data)  # type: ignore[union-attr]
         if self.first:
             data, self.first = self.first, b""
             try:

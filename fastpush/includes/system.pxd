@@ -65,6 +65,11 @@ cdef extern from "<time.h>" nogil:
     time_t time(time_t *t)
 
 
+cdef extern from "<string.h>" nogil:
+    # A GNU extension; Python.h defines _GNU_SOURCE before string.h.
+    void *memmem(const void *hay, size_t n, const void *needle, size_t m)
+
+
 cdef extern from "<fcntl.h>" nogil:
     enum:
         F_GETFL

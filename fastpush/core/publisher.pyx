@@ -1,0 +1,372 @@
+# The front door's publisher: a keep-alive connection of publish requests
+# parsed and answered without Python's HTTP layer.
+#
+# A site's publisher (the glue, a Django hook, a load test) usually keeps
+# one connection open and sends `POST /pub?id=<channel>` after `POST
+# /pub?id=<channel>`, often pipelined. Through asyncio each costs a
+# transport callback, llhttp callbacks, a Request, routing, variable
+# expansion and the channel-info answer, all in Python: ~20 us, most of a
+# publish. Here the requests are parsed in C, the message goes through one
+# Python call (the registry's publish: stamping, store, fan-out queue), and
+# the answers of a whole read go back in one send().
+#
+# The connection stays here while every request is one the door serves
+# (see fastpush.http.door for which locations qualify, and _pub_parse for
+# which requests). At the first one it does not, or when the kernel will
+# not take an answer at once, the connection goes to the Python path with
+# the bytes not yet handled and the answers not yet sent, and stays there.
+#
+# Only with one worker: with several, a publish waits for the sequencer.
+
+
+@cython.final
+cdef class PubRoute:
+    """A publisher location the door answers itself.
+
+    path: the exact path (`/pub`); arg: the query argument naming the
+    channel (`id` for `$arg_id`); store: store_messages; body_limit:
+    client_max_body_size; head / mid / post: the answer's head before the
+    Date line, from it to the Content-Length digits, and after them; info:
+    the channel-info body in five pieces around its four fields, or None
+    when the location answers with no body.
+    """
+
+    def __init__(self, bytes path not None, bytes arg not None, bint store,
+                 Py_ssize_t body_limit, bytes head not None, bytes mid not None,
+                 bytes post not None, tuple info=None):
+        if not path.startswith(b"/") or b"?" in path:
+            raise ValueError("a publisher path starts with '/' and has no query")
+        if not arg or b"&" in arg or b"=" in arg:
+            raise ValueError("bad query argument name")
+        if info is not None and (len(info) != 5 or not all(
+                isinstance(p, bytes) for p in info)):
+            raise ValueError("info is five bytes pieces")
+        self.path = path
+        self.arg = arg
+        self.store = store
+        self.body_limit = body_limit
+        self.head = head
+        self.mid = mid
+        self.post = post
+        self.info = info
+
+    def __repr__(self):
+        return f"<PubRoute {self.path!r} ?{self.arg.decode()}=>"
+
+
+# What _pub_parse found: the route, where the channel id and the body are.
+cdef struct PubReq:
+    Py_ssize_t route      # index in door.pub_routes
+    size_t id_start
+    size_t id_len
+    size_t body_start
+    size_t body_len
+    size_t end            # one past the request
+
+
+cdef enum:
+    PUB_NOT_OURS = -1     # hand the connection on
+    PUB_MORE = 0          # incomplete: wait for more bytes
+    PUB_READY = 1         # a whole request the door serves
+
+
+cdef inline bint _pub_refuses(const unsigned char *name, size_t n, bint gzip) noexcept:
+    """Headers after which the Python path answers differently."""
+    return (_is(name, n, "transfer-encoding") or _is(name, n, "expect")
+            or _is(name, n, "upgrade") or _is(name, n, "event-id")
+            or _is(name, n, "event-type")
+            or (gzip and _is(name, n, "accept-encoding")))
+
+
+cdef int _pub_parse(Door door, const unsigned char *b, size_t n, PubReq *req) except -2:
+    """Look at the request starting at b[0] (n bytes so far).
+
+    PUB_READY: `POST <path>?...<arg>=<id>... HTTP/1.1`, a plain channel id,
+    a Content-Length body within the location's limit, and headers that
+    change nothing in the answer; req says where its parts are.
+    """
+    cdef size_t i, j, k, end, limit, name, name_len, value, value_len, headers = 0
+    cdef size_t arg_len, length = 0
+    cdef Py_ssize_t r, plen
+    cdef PubRoute route = None, p
+    cdef bint have_length = False
+    cdef const unsigned char *hit
+    if n < 5:
+        return PUB_MORE if memcmp(b, b"POST ", n) == 0 else PUB_NOT_OURS
+    if memcmp(b, b"POST /", 6 if n >= 6 else 5) != 0:
+        return PUB_NOT_OURS
+    # The head's end, within the limit the Python path enforces.
+    limit = min(n, <size_t>door.header_limit)
+    hit = <const unsigned char *>memmem(b, limit, b"\r\n\r\n", 4)
+    if hit == NULL:
+        return PUB_MORE if n < <size_t>door.header_limit else PUB_NOT_OURS
+    end = <size_t>(hit - b) + 4
+    for r in range(len(door.pub_routes)):
+        p = <PubRoute>PyList_GET_ITEM(door.pub_routes, r)
+        plen = PyBytes_GET_SIZE(p.path)
+        if (<size_t>plen + 6 < end and memcmp(b + 5, PyBytes_AS_STRING(p.path), plen) == 0
+                and b[5 + plen] == b'?'):
+            route = p
+            req.route = r
+            break
+    if route is None:
+        return PUB_NOT_OURS
+    # The query, then the first `arg=` in it, as nginx's $arg_<name>.
+    i = 5 + <size_t>plen + 1
+    j = i
+    while _CLASS[b[j]] & C_QUERY:
+        j += 1
+    if j + 11 > end or memcmp(b + j, b" HTTP/1.1\r\n", 11) != 0:
+        return PUB_NOT_OURS
+    arg_len = <size_t>PyBytes_GET_SIZE(route.arg)
+    req.id_start = 0
+    req.id_len = 0
+    k = i
+    while k < j:
+        if (k + arg_len < j and b[k + arg_len] == b'='
+                and memcmp(b + k, PyBytes_AS_STRING(route.arg), arg_len) == 0):
+            req.id_start = k + arg_len + 1
+            k = req.id_start
+            while k < j and b[k] != b'&':
+                k += 1
+            req.id_len = k - req.id_start
+            break
+        if k + arg_len <= j and (k + arg_len == j or b[k + arg_len] == b'&') and memcmp(
+                b + k, PyBytes_AS_STRING(route.arg), arg_len) == 0:
+            return PUB_NOT_OURS  # `?id&...`: an empty id, a 400
+        while k < j and b[k] != b'&':
+            k += 1
+        k += 1
+    if not _plain_id(door, b + req.id_start, req.id_len, True):
+        return PUB_NOT_OURS
+    i = j + 11
+    while i < end - 2:
+        i = _header(b, i, &name, &name_len, &value, &value_len)
+        if i == 0:
+            return PUB_NOT_OURS
+        headers += 1
+        if _pub_refuses(b + name, name_len, door.gzip):
+            return PUB_NOT_OURS
+        if _is(b + name, name_len, "connection"):
+            if not _is(b + value, value_len, "keep-alive"):
+                return PUB_NOT_OURS
+        elif _is(b + name, name_len, "accept"):
+            # Another format than JSON may be asked for.
+            if value_len != 3 or memcmp(b + value, b"*/*", 3) != 0:
+                return PUB_NOT_OURS
+        elif _is(b + name, name_len, "content-length"):
+            # One, plain digits, no leading zero: nothing llhttp reads otherwise.
+            if have_length or value_len == 0 or value_len > 9 or b[value] == c'0':
+                return PUB_NOT_OURS
+            have_length = True
+            for k in range(value, value + value_len):
+                if b[k] < c'0' or b[k] > c'9':
+                    return PUB_NOT_OURS
+                length = length * 10 + <size_t>(b[k] - c'0')
+    # An empty body is a 400, a large one a 413: the Python path says so.
+    if not have_length or length > <size_t>route.body_limit:
+        return PUB_NOT_OURS
+    if end + headers > <size_t>door.header_limit:
+        return PUB_NOT_OURS
+    if end + length > n:
+        return PUB_MORE
+    req.body_start = end
+    req.body_len = length
+    req.end = end + length
+    return PUB_READY
+
+
+@cython.final
+cdef class Publisher:
+    """One publisher connection the door serves; see the top of this file."""
+
+    def __cinit__(self):
+        self.buf = NULL
+
+    def __init__(self, Door door not None, int fd):
+        self.door = door
+        self.fd = fd
+        self.len = 0
+        self.cap = 0
+        self.served = 0
+        self.gen = door.pub_gen
+        self.seen = <long>system.time(NULL)
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef int feed(self, const char *data, size_t n) except -1:
+        """Take bytes the door read already."""
+        rbuf_grow(&self.buf, &self.cap, self.len + n)
+        memcpy(self.buf + self.len, data, n)
+        self.len += n
+        return 0
+
+    def _on_read(self):
+        cdef ssize_t n
+        if self.door.publishers.get(self.fd) is not self:
+            return  # handed on or closed within this iteration
+        rbuf_grow(&self.buf, &self.cap, self.len + DOOR_BUFFER_SIZE)
+        n = system.recv(self.fd, self.buf + self.len, self.cap - self.len, 0)
+        if n < 0:
+            if not system.FP_WOULD_BLOCK(system.errno):
+                self.close()
+            return
+        self.seen = <long>system.time(NULL)
+        if n == 0:
+            # The peer is done: answer what it sent in full, then close.
+            self.serve(True)
+            return
+        self.len += <size_t>n
+        self.serve(False)
+
+    cdef int serve(self, bint eof) except -1:
+        """Answer every whole request in the buffer."""
+        cdef Door door = self.door
+        cdef size_t pos = 0, done
+        cdef PubRoute route = None
+        cdef PubReq req
+        cdef int r
+        cdef object ch
+        door.out_len = 0
+        while pos < self.len:
+            if self.gen != door.pub_gen:
+                r = PUB_NOT_OURS  # reconfigured: the Python path routes anew
+            else:
+                r = _pub_parse(door, <const unsigned char *>self.buf + pos,
+                               self.len - pos, &req)
+            if r == PUB_MORE:
+                break
+            if r == PUB_NOT_OURS or self.served + 1 >= door.keepalive_requests:
+                # The last request a connection may make says Connection:
+                # close; the Python path writes that, counting from here.
+                return self._hand_on(pos)
+            route = <PubRoute>PyList_GET_ITEM(door.pub_routes, req.route)
+            try:
+                ch = door.publish(
+                    PyUnicode_DecodeASCII(self.buf + pos + req.id_start, req.id_len, NULL),
+                    PyBytes_FromStringAndSize(self.buf + pos + req.body_start, req.body_len),
+                    route.store)
+            except Exception as exc:
+                door.loop.call_exception_handler({
+                    "message": "fastpush: front door publish failed",
+                    "exception": exc,
+                })
+                self._send_out()
+                self.close()
+                return 0
+            if ch is None:
+                # Refused (a channel limit, a full store): the Python path
+                # makes the same request again and says why.
+                return self._hand_on(pos)
+            _pub_answer(door, route, <Channel>ch)
+            self.served += 1
+            door.published += 1
+            pos += req.end
+        if pos:
+            memmove(self.buf, self.buf + pos, self.len - pos)
+            self.len -= pos
+        done = self._send_out()
+        if done < door.out_len:
+            return self._hand_on(0, <ssize_t>done)
+        if eof:
+            self.close()
+        return 0
+
+    cdef size_t _send_out(self) noexcept:
+        """Send the answers gathered in door.out; how many bytes went."""
+        cdef Door door = self.door
+        cdef size_t done = 0
+        cdef ssize_t sent
+        while done < door.out_len:
+            sent = system.send(self.fd, door.out + done, door.out_len - done,
+                               system.MSG_NOSIGNAL)
+            if sent <= 0:
+                if sent < 0 and system.errno == system.EINTR:
+                    continue
+                break
+            done += <size_t>sent
+        return done
+
+    cdef int _hand_on(self, size_t pos, ssize_t sent=-1) except -1:
+        """Give the connection to the Python path: the unread requests from
+        buf[pos:], and the answers from door.out[sent:] still to write
+        (sent -1: not tried yet)."""
+        cdef Door door = self.door
+        cdef bytes unsent
+        if sent < 0:
+            sent = self._send_out()
+        unsent = PyBytes_FromStringAndSize(door.out + sent, door.out_len - sent)
+        door.out_len = 0
+        data = PyBytes_FromStringAndSize(self.buf + pos, self.len - pos)
+        self._forget()
+        door.handed_on += 1
+        try:
+            door.adopt(self.fd, data, self.served, unsent)
+        except BaseException:
+            system.close(self.fd)
+            raise
+        return 0
+
+    cdef void _forget(self) noexcept:
+        try:
+            del self.door.publishers[self.fd]
+            self.door.loop.remove_reader(self.fd)
+        except Exception:
+            pass
+
+    def close(self):
+        """Close the connection (idle, shut down, or the peer went away)."""
+        if self.door.publishers.get(self.fd) is self:
+            self._forget()
+            system.close(self.fd)
+
+
+cdef int _pub_answer(Door door, PubRoute route, Channel ch) except -1:
+    """Append the answer to a publish on ch to door.out, as the Python path
+    writes it: channel information (info.single, JSON) or an empty 200."""
+    cdef char fields[3][24]
+    cdef int sizes[3]
+    cdef char digits[24]
+    cdef int ndigits, f
+    cdef Py_ssize_t id_len = 0, body_len = 0
+    cdef const char *id_ = NULL
+    cdef bytes date = door._date()
+    cdef bytes piece
+    cdef long long subscribers = ch.nsubs
+    if route.info is not None:
+        if ch.waiters:
+            subscribers += len(ch.waiters)
+        id_ = PyUnicode_AsUTF8AndSize(ch.id, &id_len)
+        sizes[0] = snprintf(fields[0], 24, "%lld", ch.published_messages)
+        sizes[1] = snprintf(fields[1], 24, "%lld", <long long>ch.store_len)
+        sizes[2] = snprintf(fields[2], 24, "%lld", subscribers)
+        body_len = id_len + sizes[0] + sizes[1] + sizes[2]
+        for piece in route.info:
+            body_len += PyBytes_GET_SIZE(piece)
+    ndigits = snprintf(digits, 24, "%zd", body_len)
+    rbuf_grow(&door.out, &door.out_cap, door.out_len + body_len + ndigits
+              + PyBytes_GET_SIZE(route.head) + PyBytes_GET_SIZE(date)
+              + PyBytes_GET_SIZE(route.mid) + PyBytes_GET_SIZE(route.post))
+    _out_bytes(door, route.head)
+    _out_bytes(door, date)
+    _out_bytes(door, route.mid)
+    _out(door, digits, ndigits)
+    _out_bytes(door, route.post)
+    if route.info is not None:
+        _out_bytes(door, route.info[0])
+        _out(door, id_, id_len)
+        for f in range(3):
+            _out_bytes(door, route.info[f + 1])
+            _out(door, fields[f], sizes[f])
+        _out_bytes(door, route.info[4])
+    return 0
+
+
+cdef inline void _out(Door door, const char *p, Py_ssize_t n) noexcept:
+    memcpy(door.out + door.out_len, p, n)
+    door.out_len += <size_t>n
+
+
+cdef inline void _out_bytes(Door door, bytes b) noexcept:
+    _out(door, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
