@@ -269,7 +269,15 @@ cdef class Publisher:
             # Fan the messages out before answering: the subscribers'
             # writes then run before the publisher wakes up and competes
             # for the CPU with its next batch (as the bare C server does).
-            door.begin()
+            try:
+                door.begin()
+            except Exception as exc:
+                # As a failed flush callback would be on the Python path:
+                # reported; the answers still go out.
+                door.loop.call_exception_handler({
+                    "message": "fastpush: fan-out after a door publish failed",
+                    "exception": exc,
+                })
         done = self._send_out()
         if done < door.out_len:
             return self._hand_on(0, <ssize_t>done)
