@@ -267,6 +267,24 @@ def sockstat() -> dict[str, int]:
     return out
 
 
+def listen_drops() -> dict[str, int]:
+    """The kernel's count of connections a listening socket could not take
+    (/proc/net/netstat TcpExt ListenOverflows: the accept queue was full;
+    ListenDrops: that and any other drop), since boot, whole machine."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    fields = dict(zip(lines[0][1:], lines[1][1:]))
+    return {
+        "overflows": int(fields.get("ListenOverflows", 0)),
+        "drops": int(fields.get("ListenDrops", 0)),
+    }
+
+
 # Slab caches that grow with connections: the sockets themselves, their inodes
 # and files, epoll items, and buffers queued on them.
 SLAB_CACHES = (
@@ -331,6 +349,7 @@ def kernel_snapshot() -> dict[str, Any]:
         "slab": slab_bytes(),
         "meminfo_slab_kb": mi.get("Slab", 0),
         "mem_used_kb": mi.get("MemTotal", 0) - mi.get("MemAvailable", 0),
+        "listen": listen_drops(),
     }
 
 
@@ -360,6 +379,12 @@ def kernel_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
         "kernel_bytes": sock + slab,
         "tcp_inuse": after["sockstat"].get("inuse", 0)
         - before["sockstat"].get("inuse", 0),
+        # Connections the servers' accept queues turned away in between: a
+        # client then sees an established socket that is never answered.
+        "listen_overflows": after.get("listen", {}).get("overflows", 0)
+        - before.get("listen", {}).get("overflows", 0),
+        "listen_drops": after.get("listen", {}).get("drops", 0)
+        - before.get("listen", {}).get("drops", 0),
     }
 
 

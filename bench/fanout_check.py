@@ -41,7 +41,8 @@ import scenarios  # noqa: E402
 DEFAULT_NGINX = "/work/scratch/nginx/sbin/nginx"
 
 
-# subscriber location per protocol; fastpush's defaults and scenarios.PUSHSTREAM_BODY agree
+# subscriber location per protocol; fastpush's defaults and
+# scenarios.PUSHSTREAM_BODY agree
 SUB_PREFIX = {"stream": "/sub/", "ev": "/ev/", "lp": "/lp/", "ws": "/ws/"}
 
 
@@ -328,6 +329,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _listen_note(r: dict[str, Any]) -> str:
+    k = r.get("kernel_mem", {})
+    n, drops = k.get("listen_overflows", 0), k.get("listen_drops", 0)
+    return f", accept queues overflowed {n} times ({drops} drops)" if drops else ""
+
+
 def summary(r: dict[str, Any]) -> str:
     lat, mem, kern, cpu = r["lat_us"], r["server_mem"], r["kernel_mem"], r["server_cpu"]
     lg, mc = r["loadgen_cpu"], r["machine_cpu"]
@@ -338,7 +345,8 @@ def summary(r: dict[str, Any]) -> str:
             f"fanout_check {r['server']} (workers {r['workers']}, {r['proto']}): "
             + verdict,
             f"  subscribers  {r['ready']}/{r['subscribers']} ready in "
-            f"{r['connect_s']} s, {r['failed']} failed, {r['complete']} complete",
+            f"{r['connect_s']} s, {r['failed']} failed, {r['complete']} complete"
+            + _listen_note(r),
             f"  deliveries   {r['deliveries']}/{r['expected_deliveries']}  missing "
             f"{r['missing']} gaps {r['gaps']} out-of-order {r['ooo']}",
             f"  time         first publish -> last delivery {span} s "
