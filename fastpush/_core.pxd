@@ -149,7 +149,7 @@ cdef class Hub:
     cdef Sub *_new_sub(self, int fd, list channels, int form, int kind,
                        bint ws_publish, uint32_t expires) except NULL
     cdef int _attach(self, int fd, list channels, int form, int kind,
-                     bint ws_publish, uint32_t expires,
+                     bint ws_publish, double ttl,
                      const char *initial, size_t n) except -1
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1
@@ -183,7 +183,7 @@ cdef class Door:
         list fds                # listening sockets accepted on
         char *buf               # a new connection's request, then its answer
         object adopt            # callable(fd, data): the Python path
-        object begin            # callable(): before the first attach of a batch
+        object flush            # callable(): deliver the messages queued so far
         object subscribed       # callable(channels): after a batch
         object date             # callable() -> b"Date: ...\r\n"
         bytes date_line
@@ -192,7 +192,7 @@ cdef class Door:
         Py_ssize_t max_id_length
         bytes wildcard_prefix
         bytes events_id
-        bint begun
+        bint flushed            # flush() called in this accept batch
         bint paused
         # The publisher side (core/publisher.pyx).
         list pub_routes         # PubRoute, tried in order

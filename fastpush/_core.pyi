@@ -151,7 +151,7 @@ class Door:
         hub: Hub,
         channels: dict[str, Channel],
         adopt: Callable[[int, bytes, int, bytes], None],
-        begin: Callable[[], None],
+        flush: Callable[[], None],
         subscribed: Callable[[list[Channel]], None],
         date: Callable[[], bytes],
         publish: Callable[[str, bytes, bool], Channel | None],

@@ -74,7 +74,7 @@ class App:
             self.hub,
             self.registry.channels,
             lambda fd, data, served, unsent: door.adopt(self, fd, data, served, unsent),
-            self._door_begin,
+            self.flush,
             self._door_subscribed,
             response.date_header,
             self._door_publish,
@@ -312,12 +312,6 @@ class App:
         self.door.set_publisher_routes(
             door.publisher_routes(self), s.keepalive_requests, s.gzip
         )
-
-    def _door_begin(self) -> None:
-        # As handle() does for a subscriber: what was published before it
-        # came is delivered before it is attached.
-        if self._pending:
-            self.flush()
 
     def _door_subscribed(self, channels: list[Channel]) -> None:
         # One entry per subscriber the door attached in one batch, most of

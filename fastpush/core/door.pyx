@@ -101,8 +101,9 @@ cdef class Door:
     adopt(fd, data, served, unsent): a connection for the Python path, with
     the bytes read and not handled, the requests already served on it and
     the answers not yet written.
-    begin(): called once per batch before the first subscriber attaches
-    (messages published but not yet delivered go out first).
+    flush(): deliver the messages published and not yet delivered; called
+    before a batch's first subscriber attaches (so it sees them either in
+    its backlog or live, never both) and after a read's publishes.
     subscribed(channels): after a batch, one entry per subscriber attached.
     date(): the Date header line, asked once a second.
     publish(channel_id, text, store): a publish the door parsed; the
@@ -114,12 +115,12 @@ cdef class Door:
         self.out = NULL
 
     def __init__(self, Hub hub not None, dict channels not None, object adopt,
-                 object begin, object subscribed, object date, object publish):
+                 object flush, object subscribed, object date, object publish):
         self.hub = hub
         self.loop = hub.loop
         self.channels = channels
         self.adopt = adopt
-        self.begin = begin
+        self.flush = flush
         self.subscribed = subscribed
         self.date = date
         self.publish = publish
@@ -224,7 +225,7 @@ cdef class Door:
         cdef int fd, err, accepted = 0
         cdef list subscribed = None
         cdef object ch
-        self.begun = False
+        self.flushed = False
         # Bounded like asyncio's backlog loop, so a connection storm cannot
         # starve the subscribers' epoll set; level-triggered, we are called
         # again for the rest.
@@ -285,8 +286,6 @@ cdef class Door:
         cdef DoorRoute route
         cdef PyObject *found
         cdef object ch
-        cdef long now
-        cdef uint32_t expires = 0
         if n <= 0:
             if n < 0 and system.FP_WOULD_BLOCK(system.errno):
                 # Connected but silent so far (TCP_DEFER_ACCEPT timed out,
@@ -302,9 +301,9 @@ cdef class Door:
             else:
                 self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
             return None
-        if not self.begun:
-            self.begun = True
-            self.begin()
+        if not self.flushed:
+            self.flushed = True
+            self.flush()
         found = PyDict_GetItem(
             self.channels, PyUnicode_DecodeASCII(self.buf + start, length, NULL))
         if found == NULL or type(<object>found) is not Channel:
@@ -318,9 +317,7 @@ cdef class Door:
         for part in (route.head, self.date_line, route.tail):
             memcpy(self.buf + size, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part))
             size += <size_t>PyBytes_GET_SIZE(part)
-        if route.ttl > 0:
-            expires = self.hub.clock + <uint32_t>(route.ttl + 0.999)
-        self.hub._attach(fd, [ch], route.form, SUB_STREAM, False, expires,
+        self.hub._attach(fd, [ch], route.form, SUB_STREAM, False, route.ttl,
                          self.buf, size)
         self.served += 1
         return ch

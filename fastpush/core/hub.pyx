@@ -93,21 +93,21 @@ cdef class Hub:
         header template and backlog) is written first, so it always
         precedes any message delivered to the channels.
         """
-        cdef uint32_t expires = 0
-        if ttl > 0:
-            expires = self.clock + <uint32_t>(ttl + 0.999)
         if initial is None:
-            self._attach(fd, channels, form, kind, ws_publish, expires, NULL, 0)
+            self._attach(fd, channels, form, kind, ws_publish, ttl, NULL, 0)
         else:
-            self._attach(fd, channels, form, kind, ws_publish, expires,
+            self._attach(fd, channels, form, kind, ws_publish, ttl,
                          PyBytes_AS_STRING(initial), <size_t>PyBytes_GET_SIZE(initial))
 
     cdef int _attach(self, int fd, list channels, int form, int kind,
-                     bint ws_publish, uint32_t expires,
+                     bint ws_publish, double ttl,
                      const char *initial, size_t n) except -1:
         """attach() for C callers (the front door): initial is n bytes."""
         cdef Sub *sub
         cdef system.epoll_event ev
+        cdef uint32_t expires = 0
+        if ttl > 0:
+            expires = self.clock + <uint32_t>(ttl + 0.999)
         if form < 0 or form >= self.nforms:
             system.close(fd)
             raise ValueError(f"form {form} is not registered")

@@ -86,7 +86,7 @@ cdef int _pub_parse(Door door, const unsigned char *b, size_t n, PubReq *req) ex
     change nothing in the answer; req says where its parts are.
     """
     cdef size_t i, j, k, end, limit, name, name_len, value, value_len, headers = 0
-    cdef size_t arg_len, length = 0
+    cdef size_t arg_len, seg, length = 0
     cdef Py_ssize_t r, plen
     cdef PubRoute route = None, p
     cdef bint have_length = False
@@ -123,20 +123,17 @@ cdef int _pub_parse(Door door, const unsigned char *b, size_t n, PubReq *req) ex
     req.id_len = 0
     k = i
     while k < j:
-        if (k + arg_len < j and b[k + arg_len] == b'='
-                and memcmp(b + k, PyBytes_AS_STRING(route.arg), arg_len) == 0):
-            req.id_start = k + arg_len + 1
-            k = req.id_start
-            while k < j and b[k] != b'&':
-                k += 1
-            req.id_len = k - req.id_start
-            break
-        if k + arg_len <= j and (k + arg_len == j or b[k + arg_len] == b'&') and memcmp(
-                b + k, PyBytes_AS_STRING(route.arg), arg_len) == 0:
-            return PUB_NOT_OURS  # `?id&...`: an empty id, a 400
-        while k < j and b[k] != b'&':
-            k += 1
-        k += 1
+        # One `key[=value]` segment, k to seg; the first with our key counts.
+        seg = k
+        while seg < j and b[seg] != b'&':
+            seg += 1
+        if (seg - k >= arg_len and memcmp(b + k, PyBytes_AS_STRING(route.arg), arg_len) == 0
+                and (seg - k == arg_len or b[k + arg_len] == b'=')):
+            if seg - k > arg_len:
+                req.id_start = k + arg_len + 1
+                req.id_len = seg - req.id_start
+            break  # `id` alone: an empty id, a 400 from Python
+        k = seg + 1
     if not _plain_id(door, b + req.id_start, req.id_len, True):
         return PUB_NOT_OURS
     i = j + 11
@@ -270,7 +267,7 @@ cdef class Publisher:
             # writes then run before the publisher wakes up and competes
             # for the CPU with its next batch (as the bare C server does).
             try:
-                door.begin()
+                door.flush()
             except Exception as exc:
                 # As a failed flush callback would be on the Python path:
                 # reported; the answers still go out.
@@ -347,6 +344,7 @@ cdef int _pub_answer(Door door, PubRoute route, Channel ch) except -1:
     cdef bytes piece
     cdef long long subscribers = ch.nsubs
     if route.info is not None:
+        # Registry.subscribers(ch): the core's and the long-polling waiters.
         if ch.waiters:
             subscribers += len(ch.waiters)
         id_ = PyUnicode_AsUTF8AndSize(ch.id, &id_len)

@@ -120,18 +120,17 @@ def _pub_route(loc: Location, path: str, arg: str) -> PubRoute:
     else:
         head = response.head(200, length=_MARK, keep_alive=True)
         pieces = None
-    date = head.index(_DATE_LINE) + 2
-    mid = head.index(b"\r\n", date) + 2
-    mark = head.index(b"%d" % _MARK)
+    before, after = _around_date(head)
+    mid, _, post = after.partition(b"%d" % _MARK)
     body_limit = loc.client_max_body_size or DOOR_BODY_MAX
     return PubRoute(
         path.encode(),
         arg.encode(),
         loc.store_messages,
         min(body_limit, DOOR_BODY_MAX),
-        head[:date],
-        head[mid:mark],
-        head[mark + len(b"%d" % _MARK) :],
+        before,
+        mid,
+        post,
         pieces,
     )
 
@@ -166,17 +165,21 @@ def _plain_subscriber(loc: Location) -> bool:
 def _route(app: App, loc: Location, prefix: str) -> DoorRoute:
     kind = EVENTSOURCE if loc.mode == "eventsource" else STREAM
     form = app.forms.get(loc, kind, True, None)
-    head = stream_head(loc, kind, chunked=True, keep_alive=True)
-    # The door writes the current Date line between the two halves.
-    start = head.index(_DATE_LINE) + 2
-    end = head.index(b"\r\n", start) + 2
+    before, after = _around_date(stream_head(loc, kind, chunked=True, keep_alive=True))
     return DoorRoute(
         prefix.encode(),
         form.index,
         float(loc.subscriber_connection_ttl or 0.0),
-        head[:start],
-        head[end:] + form.header(),
+        before,
+        after + form.header(),
     )
+
+
+def _around_date(head: bytes) -> tuple[bytes, bytes]:
+    """head before and after its Date line: the door writes the current one."""
+    start = head.index(_DATE_LINE) + 2
+    end = head.index(b"\r\n", start) + 2
+    return head[:start], head[end:]
 
 
 # The loop keeps only weak references to tasks: one nobody holds may be
