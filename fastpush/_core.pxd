@@ -107,6 +107,21 @@ cdef class Channel:
     cdef int _add(self, Sub *sub, Link *link) except -1
     cdef void _store_clear(self) noexcept
     cdef void _remove(self, Link *link) noexcept
+    cdef Py_ssize_t _fan_out(self, object render, list msgs) except -1
+
+
+cdef class Plan:
+    cdef:
+        int *codes              # token of each gap between literals (T_*)
+        Py_ssize_t ntokens
+        tuple literals          # ntokens + 1 bytes
+        bint text_only          # the template is exactly ~text~
+        readonly int framing    # FRAME_*
+        object date             # callable(time) -> bytes, for ~time~
+
+    cpdef bytes apply(self, Message msg, object text=*)
+    cpdef bytes render(self, Message msg)
+    cpdef bytes frame(self, bytes data)
 
 
 cdef class Hub:
@@ -133,6 +148,9 @@ cdef class Hub:
         Py_ssize_t form_ws_limit_len
         public uint32_t clock           # whole seconds, advanced by tick()
         public Py_ssize_t nforms        # forms registered by the server
+        # per form: its Plan, or None when only Python renders it (render)
+        public list plans
+        public object render            # callable(form, msg) -> bytes
         bint reaping
         bint unlimited          # writing a subscriber's initial bytes
         public object on_ws_message     # callable(channels, payload, is_text)
@@ -151,6 +169,7 @@ cdef class Hub:
     cdef int _attach(self, int fd, list channels, int form, int kind,
                      bint ws_publish, double ttl,
                      const char *initial, size_t n) except -1
+    cdef bytes _render(self, int form, list msgs)
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _flush(self, Sub *sub) except -1

@@ -6,6 +6,10 @@ from collections.abc import Callable
 KIND_STREAM: int
 KIND_WEBSOCKET: int
 
+FRAME_NONE: int
+FRAME_CHUNK: int
+FRAME_WEBSOCKET: int
+
 def websocket_frame(payload: bytes, opcode: int = 1) -> bytes: ...
 
 class Message:
@@ -29,6 +33,15 @@ class Message:
         event_type: bytes | None = None,
         expires: float = 0.0,
     ) -> None: ...
+
+class Plan:
+    framing: int
+    def __init__(
+        self, parts: list[bytes], framing: int, date: Callable[[int], bytes]
+    ) -> None: ...
+    def apply(self, msg: Message, text: bytes | None = None) -> bytes: ...
+    def render(self, msg: Message) -> bytes: ...
+    def frame(self, data: bytes) -> bytes: ...
 
 class Channel:
     id: str
@@ -64,6 +77,7 @@ class Channel:
     def stored_messages(self) -> list[Message]: ...
     def store_clear(self) -> None: ...
     def deliver(self, render: Callable[[int], bytes]) -> int: ...
+    def deliver_messages(self, msgs: list[Message]) -> int: ...
     def close_subscribers(
         self,
         last: Callable[[int], bytes],
@@ -75,6 +89,8 @@ class Hub:
     ws_max_message: int
     clock: int
     nforms: int
+    plans: list[Plan | None]
+    render: Callable[[int, Message], bytes] | None
     on_ws_message: Callable[[list[Channel], bytes, bool], None] | None
     on_unsubscribe: Callable[[Channel], None] | None
     attached: int

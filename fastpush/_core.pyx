@@ -20,7 +20,9 @@ from cpython.bytes cimport (
     PyBytes_GET_SIZE,
 )
 from cpython.dict cimport PyDict_GetItem
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_AsUTF8String
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
@@ -42,6 +44,7 @@ include "core/buffers.pyx"
 include "core/message.pyx"
 include "core/channel.pyx"
 include "core/websocket.pyx"
+include "core/plan.pyx"
 include "core/hub.pyx"
 include "core/door.pyx"
 include "core/publisher.pyx"
@@ -49,3 +52,7 @@ include "core/publisher.pyx"
 # Subscriber kinds for Hub.attach(), as Python sees them.
 KIND_STREAM = SUB_STREAM
 KIND_WEBSOCKET = SUB_WEBSOCKET
+# Framings for Plan.
+FRAME_NONE = FR_NONE
+FRAME_CHUNK = FR_CHUNK
+FRAME_WEBSOCKET = FR_WEBSOCKET

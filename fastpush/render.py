@@ -12,13 +12,13 @@ import re
 from email.utils import formatdate
 from typing import TYPE_CHECKING, NamedTuple
 
-from fastpush._core import websocket_frame
+from fastpush._core import FRAME_CHUNK, FRAME_NONE, FRAME_WEBSOCKET, Plan
 
 if TYPE_CHECKING:
     from fastpush.config import Location
     from fastpush.registry import Message
 
-__all__ = ["Template", "Form", "FormTable", "http_date", "chunk"]
+__all__ = ["Template", "Form", "FormTable", "http_date"]
 
 _TOKEN = re.compile(rb"~(id|text|size|channel|time|tag|event-id|event-type)~")
 
@@ -29,13 +29,6 @@ STREAM, EVENTSOURCE, WEBSOCKET = "stream", "eventsource", "websocket"
 def http_date(t: float) -> bytes:
     """RFC 1123 date, the format of ~time~ and Last-Modified."""
     return formatdate(t, usegmt=True).encode()
-
-
-def chunk(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk; empty data would end the body, so none is made."""
-    if not data:
-        return b""
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def split_lines(text: bytes) -> list[bytes]:
@@ -74,42 +67,18 @@ def eventsource_lines(text: bytes, line_template: bytes) -> bytes:
 
 
 class Template:
-    """A compiled push-stream message template."""
+    """A compiled push-stream message template (applied in C, see Plan)."""
 
-    __slots__ = ("source", "parts")
+    __slots__ = ("source", "parts", "plan")
 
     def __init__(self, source: bytes) -> None:
         self.source = source
         # Alternating literal / token list, split once at config time.
         self.parts: list[bytes] = _TOKEN.split(source)
+        self.plan = Plan(self.parts, FRAME_NONE, http_date)
 
     def apply(self, msg: Message, text: bytes | None = None) -> bytes:
-        if len(self.parts) == 3 and self.parts[0] == b"" and self.parts[2] == b"":
-            if self.parts[1] == b"text":
-                return msg.text if text is None else text
-        body = msg.text if text is None else text
-        out = []
-        parts = self.parts
-        for i, part in enumerate(parts):
-            if not i & 1:
-                out.append(part)
-            elif part == b"text":
-                out.append(body)
-            elif part == b"id":
-                out.append(b"%d" % msg.id)
-            elif part == b"channel":
-                out.append(msg.channel.encode())
-            elif part == b"time":
-                out.append(http_date(msg.time))
-            elif part == b"tag":
-                out.append(b"%d" % msg.tag)
-            elif part == b"size":
-                out.append(b"%d" % len(body))
-            elif part == b"event-id":
-                out.append(msg.event_id or b"")
-            else:
-                out.append(msg.event_type or b"")
-        return b"".join(out)
+        return self.plan.apply(msg, text)
 
 
 class Padding(NamedTuple):
@@ -149,6 +118,20 @@ class Form:
             if footer and not footer.startswith(b": "):
                 footer = eventsource_lines(footer, b": ~text~\n")
         self.template = Template(tpl)
+        framing = (
+            FRAME_WEBSOCKET
+            if kind == WEBSOCKET
+            else FRAME_CHUNK
+            if chunked
+            else FRAME_NONE
+        )
+        # Frames any bytes (a template without tokens never applies).
+        self.framer = Plan([b""], framing, http_date)
+        # The whole message in C, when it is the template framed: neither
+        # EventSource's per-line fields nor padding.
+        self.plan: Plan | None = None
+        if kind != EVENTSOURCE and padding is None:
+            self.plan = Plan(self.template.parts, framing, http_date)
         self.header_text = header
         self.footer_text = footer
         self.ping_text = ping_text
@@ -156,9 +139,8 @@ class Form:
     # -- framing -------------------------------------------------------------
 
     def frame(self, data: bytes) -> bytes:
-        if self.kind == WEBSOCKET:
-            return websocket_frame(data) if data else b""
-        return chunk(data) if self.chunked else data
+        """data as one chunk or WebSocket frame; nothing for no data."""
+        return self.framer.frame(data)
 
     def _pad(self, length: int, minimum: int) -> bytes:
         diff = minimum - length
@@ -203,6 +185,11 @@ class Form:
         out = msg.rendered.get(self.index)
         if out is not None:
             return out
+        if self.plan is not None:
+            out = self.plan.render(msg)
+            if msg.id > 0:
+                msg.rendered[self.index] = out
+            return out
         pieces = self.pieces(msg)
         parts = [self.frame(p) for p in pieces]
         if self.padding is not None:
@@ -239,6 +226,8 @@ class FormTable:
 
     def __init__(self, ping_text: str, padding_max: int) -> None:
         self.forms: list[Form] = []
+        # Form.plan by index, the same list object for the hub's fan-out.
+        self.plans: list[Plan | None] = []
         self._index: dict[tuple[int, str, bool, Padding | None], Form] = {}
         self.ping_text = ping_text.encode()
         self.padding_max = padding_max
@@ -261,6 +250,7 @@ class FormTable:
                 self.ping_text,
             )
             self.forms.append(form)
+            self.plans.append(form.plan)
             self._index[key] = form
         return form
 

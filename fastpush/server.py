@@ -57,6 +57,9 @@ class App:
             + [0]
         )
         self.forms = FormTable(s.ping_message_text, padding_max)
+        forms = self.forms.forms
+        self.hub.plans = self.forms.plans
+        self.hub.render = lambda f, msg: forms[f].message(msg)
         self.router = Router(config.locations)
         self.connections: set[HttpProtocol] = set()
         self.header_limit = s.client_header_buffer_size
@@ -243,15 +246,8 @@ class App:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
-        forms = self.forms.forms
         for ch, msgs in batch.items():
-            if len(msgs) == 1:
-                msg = msgs[0]
-                ch.deliver(lambda f, msg=msg: forms[f].message(msg))
-            else:
-                ch.deliver(
-                    lambda f, msgs=msgs: b"".join([forms[f].message(m) for m in msgs])
-                )
+            ch.deliver_messages(msgs)
             waiters = ch.waiters
             if waiters:
                 for w in list(waiters):

@@ -24,7 +24,18 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpush._core import KIND_STREAM, KIND_WEBSOCKET, Channel, Hub, websocket_frame
+from fastpush._core import (
+    FRAME_CHUNK,
+    FRAME_NONE,
+    FRAME_WEBSOCKET,
+    KIND_STREAM,
+    KIND_WEBSOCKET,
+    Channel,
+    Hub,
+    Message,
+    Plan,
+    websocket_frame,
+)
 from fastpush.testing import ws_frame
 
 # Hypothesis' failure report touches mypy_extensions.TypedDict, whose
@@ -174,6 +185,83 @@ def test_deliver_renders_once_per_form_and_writes_each_subscriber_once(core) -> 
     for peer, form in zip(peers, forms):
         assert take(peer) == (b"<form %d>" % form, False)
     assert hub.counters()["deliveries"] == len(forms)
+
+
+def test_deliver_messages_renders_with_each_forms_plan_or_through_python(
+    core,
+) -> None:
+    # Form 0 has a Plan (chunked ~text~), form 1 none: the hub asks
+    # hub.render(form, msg) for it, once per message, and joins.
+    hub = core.hub(nforms=2)
+    hub.plans = [Plan([b"", b"text", b""], FRAME_CHUNK, str), None]
+    asked: list[tuple[int, int]] = []
+
+    def render(form: int, msg: Message) -> bytes:
+        asked.append((form, msg.id))
+        return b"<%d:%s>" % (msg.id, msg.text)
+
+    hub.render = render
+    ch = Channel("room", hub)
+    planned, python = core.attach(hub, [ch], 0), core.attach(hub, [ch], 1)
+    msgs = [Message(1, 0, 1, b"hello", "room"), Message(2, 0, 2, b"", "room")]
+    assert ch.deliver_messages(msgs) == 2
+    assert ch.deliver_messages([]) == 0
+    # The empty message makes no chunk: one would end the response.
+    assert take(planned) == (b"5\r\nhello\r\n", False)
+    assert take(python) == (b"<1:hello><2:>", False)
+    assert asked == [(1, 1), (1, 2)]
+
+
+def test_plan_applies_every_token_and_frames_as_its_form() -> None:
+    parts = [
+        b"{",
+        b"id",
+        b",",
+        b"channel",
+        b",",
+        b"text",
+        b",",
+        b"size",
+        b",",
+        b"tag",
+        b",",
+        b"event-id",
+        b",",
+        b"event-type",
+        b",",
+        b"time",
+        b"}",
+    ]
+    msg = Message(7, 1700000000, 3, b"hi", "r\u00e9", b"e1", None)
+    plan = Plan(parts, FRAME_NONE, lambda t: b"T%d" % t)
+    assert plan.render(msg) == "{7,r\u00e9,hi,2,3,e1,,T1700000000}".encode()
+    assert plan.apply(msg, b"other") == (
+        "{7,r\u00e9,other,5,3,e1,,T1700000000}".encode()
+    )
+    text = Plan([b"", b"text", b""], FRAME_NONE, str)
+    assert text.render(msg) is msg.text  # nothing to copy
+    ws = Plan([b"<", b"text", b">"], FRAME_WEBSOCKET, str)
+    assert ws.render(msg) == websocket_frame(b"<hi>")
+    big = Message(1, 0, 1, b"x" * 70000, "c")
+    assert ws.render(big) == websocket_frame(b"<" + big.text + b">")
+    assert Plan([b""], FRAME_CHUNK, str).frame(b"x" * 26) == (
+        b"1a\r\n" + b"x" * 26 + b"\r\n"
+    )
+    assert Plan([b""], FRAME_WEBSOCKET, str).frame(b"") == b""
+
+
+@pytest.mark.parametrize(
+    "parts, framing",
+    [
+        ([b"a", b"text"], FRAME_NONE),
+        ([b"", b"nope", b""], FRAME_NONE),
+        ([b"", "text", b""], FRAME_NONE),
+        ([b"x"], 9),
+    ],
+)
+def test_plan_refuses_what_is_not_a_split_template(parts, framing) -> None:
+    with pytest.raises(ValueError):
+        Plan(parts, framing, str)
 
 
 def test_deliver_to_empty_channel_does_not_render(core) -> None:

@@ -181,6 +181,18 @@ cdef class Channel:
         a message is formatted once per form however many subscribers
         there are. Each subscriber gets exactly one write.
         """
+        return self._fan_out(render, None)
+
+    def deliver_messages(self, list msgs not None):
+        """Write msgs to every subscriber, one write each; returns the
+        subscribers reached. Each form's bytes come from its Plan in C,
+        or from hub.render(form, msg) for a form only Python renders."""
+        if not msgs:
+            return 0
+        return self._fan_out(None, msgs)
+
+    cdef Py_ssize_t _fan_out(self, object render, list msgs) except -1:
+        # render(form), or the hub's rendering of msgs for the form.
         cdef Hub hub = self.hub
         cdef Py_ssize_t i, n = self.nsubs
         cdef Py_ssize_t reached = 0
@@ -199,9 +211,12 @@ cdef class Channel:
                 continue
             p = PyList_GET_ITEM(cache, sub.form)
             if p == <PyObject *>None:
-                data = render(sub.form)
-                if not PyBytes_Check(data):
-                    raise TypeError("render() must return bytes")
+                if render is None:
+                    data = hub._render(sub.form, msgs)
+                else:
+                    data = render(sub.form)
+                    if not PyBytes_Check(data):
+                        raise TypeError("render() must return bytes")
                 cache[sub.form] = data
                 p = <PyObject *>data
             hub._write(sub, PyBytes_AS_STRING(<object>p),

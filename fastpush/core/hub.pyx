@@ -19,6 +19,8 @@ cdef class Hub:
         self.on_ws_message = None
         self.on_unsubscribe = None
         self.nforms = 0
+        self.plans = []
+        self.render = None
         self.epfd = system.epoll_create1(system.EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(system.errno, "epoll_create1 failed")
@@ -293,6 +295,25 @@ cdef class Hub:
             ch._add(sub, &sub.link0 if i == 0 else &sub.more[i - 1])
             sub.nlinks += 1
         return sub
+
+    cdef bytes _render(self, int form, list msgs):
+        """msgs as a subscriber of form receives them, in one piece."""
+        cdef object plan = None
+        cdef Py_ssize_t i, n = PyList_GET_SIZE(msgs)
+        cdef list out
+        if form < PyList_GET_SIZE(self.plans):
+            plan = <object>PyList_GET_ITEM(self.plans, form)
+        if plan is not None:
+            if n == 1:
+                return (<Plan>plan).render(<Message>PyList_GET_ITEM(msgs, 0))
+            out = [(<Plan>plan).render(<Message>PyList_GET_ITEM(msgs, i))
+                   for i in range(n)]
+        elif n == 1:
+            return self.render(form, <object>PyList_GET_ITEM(msgs, 0))
+        else:
+            out = [self.render(form, <object>PyList_GET_ITEM(msgs, i))
+                   for i in range(n)]
+        return b"".join(out)
 
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1:
         # Fast path: nothing queued for this socket, so the kernel can take
