@@ -110,6 +110,27 @@ cdef class Channel:
     cdef Py_ssize_t _fan_out(self, object render, list msgs) except -1
 
 
+cdef class Ledger:
+    cdef:
+        readonly object wheel           # the registry's DueWheel
+        public long long published_messages
+        public long long stored_messages
+        public long long stored_bytes
+        public long long last_time      # second of the last stamp
+        public long long last_tag       # its tag
+        readonly double inactivity      # channel_inactivity_time
+        readonly double message_ttl
+        readonly long long memory_limit # shared_memory_size
+        readonly long long max_stored   # per channel; -1: no limit
+
+    cdef Message stamp(self, Channel ch, bytes text, object event_id,
+                       object event_type, bint store, double now)
+    cdef int _account(self, Channel ch, Message msg, bint store,
+                      long long size, double now) except -1
+    cpdef schedule(self, Channel ch, double when)
+    cpdef drop_oldest(self, Channel ch)
+
+
 cdef class Plan:
     cdef:
         int *codes              # token of each gap between literals (T_*)

@@ -2,10 +2,12 @@
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 KIND_STREAM: int
 KIND_WEBSOCKET: int
 
+MESSAGE_OVERHEAD: int
 FRAME_NONE: int
 FRAME_CHUNK: int
 FRAME_WEBSOCKET: int
@@ -33,6 +35,38 @@ class Message:
         event_type: bytes | None = None,
         expires: float = 0.0,
     ) -> None: ...
+
+class Ledger:
+    wheel: Any
+    published_messages: int
+    stored_messages: int
+    stored_bytes: int
+    last_time: int
+    last_tag: int
+    inactivity: float
+    message_ttl: float
+    memory_limit: int
+    max_stored: int
+    def __init__(self, wheel: Any) -> None: ...
+    def configure(
+        self,
+        inactivity: float,
+        message_ttl: float,
+        memory_limit: int,
+        max_stored: int | None,
+    ) -> None: ...
+    def publish(
+        self,
+        ch: Channel,
+        text: bytes,
+        event_id: bytes | None,
+        event_type: bytes | None,
+        store: bool,
+        now: float,
+    ) -> Message | None: ...
+    def record(self, ch: Channel, msg: Message, store: bool, now: float) -> None: ...
+    def schedule(self, ch: Channel, when: float) -> None: ...
+    def drop_oldest(self, ch: Channel) -> None: ...
 
 class Plan:
     framing: int

@@ -43,6 +43,7 @@ include "includes/consts.pxi"
 include "core/buffers.pyx"
 include "core/message.pyx"
 include "core/channel.pyx"
+include "core/ledger.pyx"
 include "core/websocket.pyx"
 include "core/plan.pyx"
 include "core/hub.pyx"
@@ -52,6 +53,7 @@ include "core/publisher.pyx"
 # Subscriber kinds for Hub.attach(), as Python sees them.
 KIND_STREAM = SUB_STREAM
 KIND_WEBSOCKET = SUB_WEBSOCKET
+MESSAGE_OVERHEAD = MSG_OVERHEAD
 # Framings for Plan.
 FRAME_NONE = FR_NONE
 FRAME_CHUNK = FR_CHUNK

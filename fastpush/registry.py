@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from fastpush._core import Channel, Hub, Message
+from fastpush._core import Channel, Hub, Ledger, Message
 from fastpush.wheel import DueWheel
 
 if TYPE_CHECKING:
@@ -36,29 +36,20 @@ class StoreFullError(Exception):
     """Stored messages would pass shared_memory_size (push-stream: 500)."""
 
 
-# Bytes a stored message costs beside its text (Message object, slots,
-# deque slot), counted against shared_memory_size.
-MESSAGE_OVERHEAD = 160
-
-
 class Registry:
     """Every channel of this worker, by id."""
 
     def __init__(self, hub: Hub, settings: Settings) -> None:
         self.hub = hub
-        self.settings = settings
         self.channels: dict[str, Channel] = {}
         self.wildcard_channels = 0
-        self.published_messages = 0
-        self.stored_messages = 0
         # The channels collect() has to look at, by second.
         self.wheel = DueWheel()
-        self.stored_bytes = 0
+        # The stamp clock, the counts and the store limits, in C (the
+        # front door's publisher stamps through it too).
+        self.ledger = Ledger(self.wheel)
+        self.settings = settings
         self.started = time.time()
-        # push-stream's tag: 1 for the first message in a second, then +1
-        # for each further message in the same second, across all channels.
-        self._last_time = 0
-        self._last_tag = 0
         # Called with each message after it was delivered; the long-polling
         # waiters and the multi-worker bus hook in here.
         self.events_channel_id = settings.events_channel_id
@@ -70,6 +61,32 @@ class Registry:
         if self.events_channel_id:
             # push-stream creates it at start; it is listed and counted.
             self.get_or_create(self.events_channel_id)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, s: Settings) -> None:
+        self._settings = s
+        self.ledger.configure(
+            s.channel_inactivity_time,
+            s.message_ttl,
+            s.shared_memory_size,
+            s.max_messages_stored_per_channel,
+        )
+
+    @property
+    def published_messages(self) -> int:
+        return self.ledger.published_messages
+
+    @property
+    def stored_messages(self) -> int:
+        return self.ledger.stored_messages
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.ledger.stored_bytes
 
     # -- channels ------------------------------------------------------------
 
@@ -126,18 +143,8 @@ class Registry:
         self._schedule(ch, ch.expires)
 
     def _schedule(self, ch: Channel, when: float) -> None:
-        """Look at ch again once `when` has passed (see DueWheel).
-
-        A channel already due at or before that second is left alone: the
-        visit then reschedules it for whatever is still ahead. So a busy
-        channel costs the wheel one entry, not one per publish.
-        """
-        second = int(when) + 1
-        due = ch.due
-        if self.wheel.done < due <= second:
-            return
-        ch.due = second
-        self.wheel.add(ch.id, second)
+        """Look at ch again once `when` has passed (see Ledger.schedule)."""
+        self.ledger.schedule(ch, when)
 
     def publish(
         self,
@@ -150,49 +157,18 @@ class Registry:
     ) -> Message:
         """Stamp, store and hand a message to deliver (default: the fan-out).
 
-        The hot path of every publish and of the in-process glue: the
-        stamp (push-stream's tag: 1 for a second's first message, then +1)
-        is written out here and the channel adds the message in C.
+        The hot path of every publish and of the in-process glue; the
+        stamp, the counts and the store limits are the ledger's, in C.
         """
-        s = self.settings
-        size = len(text) + MESSAGE_OVERHEAD
-        if store and self.stored_bytes + size > s.shared_memory_size:
+        msg = self.ledger.publish(ch, text, event_id, event_type, store, time.time())
+        if msg is None:
             raise StoreFullError(ch.id)
-        now = time.time()
-        t = int(now)
-        if t == self._last_time:
-            self._last_tag += 1
-        else:
-            self._last_time = t
-            self._last_tag = 1
-        msg = ch.new_message(
-            text, t, self._last_tag, event_id, event_type, t + s.message_ttl, store
-        )
-        self._account(ch, msg, store, size, now)
         (deliver or self.deliver)(ch, msg)
         return msg
 
     def record(self, ch: Channel, msg: Message, store: bool) -> None:
         """Account for msg (stamped elsewhere) on ch: counters, store, clock."""
-        ch.add_message(msg, store)
-        self._account(ch, msg, store, len(msg.text) + MESSAGE_OVERHEAD, time.time())
-
-    def _account(
-        self, ch: Channel, msg: Message, store: bool, size: int, now: float
-    ) -> None:
-        ch.expires = expires = now + self.settings.channel_inactivity_time
-        self._schedule(ch, expires)
-        if not ch.for_events:
-            self.published_messages += 1
-        if store:
-            self._schedule(ch, msg.expires)
-            self.stored_bytes += size
-            if not ch.for_events:
-                self.stored_messages += 1
-            limit = self.settings.max_messages_stored_per_channel
-            if limit is not None:
-                while ch.stored > limit:
-                    self._drop_oldest(ch)
+        self.ledger.record(ch, msg, store, time.time())
 
     # Set by the server: renders msg for a subscriber form, and wakes the
     # long-polling waiters.
@@ -265,10 +241,7 @@ class Registry:
             self._schedule(ch, ch.expires)
 
     def _drop_oldest(self, ch: Channel) -> None:
-        msg = ch.store_popleft()
-        self.stored_bytes -= len(msg.text) + MESSAGE_OVERHEAD
-        if not ch.for_events:
-            self.stored_messages -= 1
+        self.ledger.drop_oldest(ch)
 
     def iter_prefix(self, prefix: str) -> Iterator[Channel]:
         for cid, ch in self.channels.items():

@@ -21,14 +21,15 @@ import time
 from typing import Any
 
 from fastpush import bus
+
+# Bytes a stored message costs beside its text, counted against
+# shared_memory_size (the same figure the workers use).
+from fastpush._core import MESSAGE_OVERHEAD
 from fastpush.config import Settings
 from fastpush.wheel import DueWheel
 
 log = logging.getLogger("fastpush.sequencer")
 
-# Bytes a stored message costs beside its text, counted against
-# shared_memory_size (the same figure the workers use).
-MESSAGE_OVERHEAD = 160
 
 STORE_FULL = "Message store is full (shared_memory_size)."
 CHANNELS_EXCEEDED = "Number of channels were exceeded."

@@ -50,9 +50,7 @@ def test_polling_answer_is_gzipped_and_decodes_to_the_messages(make_server) -> N
     srv.request("POST", "/pub?id=p", b"one")
     srv.request("POST", "/pub?id=p", b"two")
     with srv.client() as c:
-        c.send(
-            b"GET /poll/p.b2 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
-        )
+        c.send(b"GET /poll/p.b2 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
         status, headers, _ = c.read_head()
         assert status == 200
         assert headers["content-encoding"] == "gzip"

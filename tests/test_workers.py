@@ -143,9 +143,9 @@ def test_pipelined_publishes_are_answered_in_order_then_the_stream_starts(
         counts = [p["published_messages"] for p in published]
         assert counts == sorted(counts) and counts[-1] == n
         stats_answer = read_response(c)
-        assert json.loads(stats_answer.split(b"\r\n\r\n", 1)[1])[
-            "published_messages"
-        ] == n
+        assert (
+            json.loads(stats_answer.split(b"\r\n\r\n", 1)[1])["published_messages"] == n
+        )
         status, _, _ = c.read_head()
         assert status == 200
         backlog = [c.read_chunk().split(b"|") for _ in range(2)]

@@ -22,6 +22,9 @@ cdef enum:
     DOOR_ACCEPT_BATCH = 128
     # Seconds accepting pauses when the process is out of descriptors.
     DOOR_ACCEPT_RETRY = 1
+    # Bytes a stored message costs beside its text (Message object, slot),
+    # counted against shared_memory_size; MESSAGE_OVERHEAD in Python.
+    MSG_OVERHEAD = 160
 
 # Subscriber kinds: what the core does with bytes a subscriber sends us.
 cdef enum:
