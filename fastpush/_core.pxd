@@ -190,6 +190,7 @@ cdef class Hub:
     cdef int _attach(self, int fd, list channels, int form, int kind,
                      bint ws_publish, double ttl,
                      const char *initial, size_t n) except -1
+    cpdef list deliver_queued(self, dict pending)
     cdef bytes _render(self, int form, list msgs)
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1
     cdef int _queue(self, Sub *sub, const char *data, size_t n) except -1
@@ -238,6 +239,8 @@ cdef class Door:
         list pub_routes         # PubRoute, tried in order
         dict publishers         # fd -> Publisher: connections served here
         object publish          # callable(channel_id, text, store) -> Channel | None
+        Ledger ledger           # stamps publishes to existing channels, or None
+        dict pending            # the server's channel -> [Message] to deliver
         Py_ssize_t keepalive_requests
         bint gzip               # responses may be compressed
         unsigned int pub_gen    # bumped when the routes change

@@ -124,6 +124,9 @@ class Hub:
     clock: int
     nforms: int
     plans: list[Plan | None]
+    def deliver_queued(
+        self, pending: dict[Channel, list[Message]]
+    ) -> list[tuple[Channel, Message]] | None: ...
     render: Callable[[int, Message], bytes] | None
     on_ws_message: Callable[[list[Channel], bytes, bool], None] | None
     on_unsubscribe: Callable[[Channel], None] | None
@@ -205,6 +208,8 @@ class Door:
         subscribed: Callable[[list[Channel]], None],
         date: Callable[[], bytes],
         publish: Callable[[str, bytes, bool], Channel | None],
+        ledger: Ledger | None = None,
+        pending: dict[Channel, list[Message]] | None = None,
     ) -> None: ...
     def set_routes(
         self,

@@ -81,6 +81,8 @@ class App:
             self._door_subscribed,
             response.date_header,
             self._door_publish,
+            self.registry.ledger,
+            self._pending,
         )
 
     # -- requests ------------------------------------------------------------
@@ -243,15 +245,13 @@ class App:
     def flush(self) -> None:
         """Deliver every queued message, each channel in publish order."""
         self._flush_scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        for ch, msgs in batch.items():
-            ch.deliver_messages(msgs)
-            waiters = ch.waiters
-            if waiters:
-                for w in list(waiters):
-                    w(ch, msgs[0])
+        woken = self.hub.deliver_queued(self._pending)
+        if woken:
+            for ch, msg in woken:
+                # A waiter answered just before may have left this channel
+                # too (a long-polling request on several channels).
+                for w in list(ch.waiters or ()):
+                    w(ch, msg)
 
     def delete_channel(self, ch: Channel, text: bytes) -> None:
         self.flush()

@@ -258,6 +258,48 @@ def _reach_in_order(w: InProcessWorker) -> None:
     assert w.app.door.published == 200
 
 
+def test_door_stamps_and_renders_as_the_python_path() -> None:
+    # A template with message tokens (not ~time~ or ~tag~: the workers
+    # publish a moment apart); the channel exists (its subscriber made it),
+    # so the door stamps and queues in C.
+    p = Pair(
+        _config(
+            message_template="~id~|~channel~|~size~|~text~",
+            keepalive_requests=1000,
+        )
+    )
+    try:
+        got = [_subscribe_and_publish(w, 30) for w in (p.fast, p.slow)]
+        assert got[0][0] == got[1][0]
+        assert got[0][0].endswith(b"30|feed:x|3|m29\r\n")
+        assert _same_moment(got[0][1]) == _same_moment(got[1][1])
+        assert p.fast.app.door.published == 30
+        regs = [w.app.registry for w in (p.fast, p.slow)]
+        assert [r.published_messages for r in regs] == [30, 30]
+        assert [r.stored_messages for r in regs] == [30, 30]
+        assert [r.stored_bytes for r in regs] == [regs[1].stored_bytes] * 2
+    finally:
+        assert p.close() == []
+
+
+def _subscribe_and_publish(w: InProcessWorker, n: int) -> tuple[bytes, bytes]:
+    """(what a subscriber of feed:x got, the publisher's answers)."""
+
+    async def go() -> tuple[bytes, bytes]:
+        reader, writer = await w.connect()
+        writer.write(b"GET /sub/feed:x HTTP/1.1\r\n\r\n")
+        got = await reader.readuntil(b"<hello>")
+        await asyncio.sleep(0.05)
+        body = b"".join(post("/pub?id=feed:x", b"m%d" % i) for i in range(n))
+        answers = await w.talk(body)
+        while not got.endswith(b"|m%d\r\n" % (n - 1)):
+            got += await asyncio.wait_for(reader.read(65536), 2)
+        writer.close()
+        return got.split(b"\r\n\r\n", 1)[1], answers
+
+    return w.run(go())
+
+
 def test_answers_the_kernel_refuses_are_written_by_python() -> None:
     # A client that sends many publishes and reads nothing: at some point
     # send() takes only part of the answers, and the connection goes to the

@@ -2,6 +2,23 @@
 # an idle subscriber whose kernel socket buffer has room owns none.
 
 
+cdef inline int format_uint(char *out, unsigned long long v, unsigned int base) noexcept:
+    """Write v in base 10 or 16 (lower case) to out (20 bytes at least);
+    returns the length. snprintf's format parsing cost more than a
+    publish's whole answer on the hot path."""
+    cdef char tmp[24]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = b"0123456789abcdef"[v % base]
+        n += 1
+        v //= base
+        if v == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
+
+
 cdef WBuf *wbuf_append(WBuf *buf, const char *data, size_t n) except NULL:
     """Append n bytes, compacting or growing the buffer; returns it (moved)."""
     cdef size_t pending, cap

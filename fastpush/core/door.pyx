@@ -108,6 +108,11 @@ cdef class Door:
     date(): the Date header line, asked once a second.
     publish(channel_id, text, store): a publish the door parsed; the
     Channel, or None when the Python path must answer it.
+    ledger, pending: the registry's Ledger and the server's queue of
+    messages to deliver (channel -> [messages]); with them the door
+    stamps and queues a publish to an existing channel itself, and calls
+    publish() only for the rest (a new channel, the events channel, one
+    with long-polling waiters).
     """
 
     def __cinit__(self):
@@ -115,8 +120,11 @@ cdef class Door:
         self.out = NULL
 
     def __init__(self, Hub hub not None, dict channels not None, object adopt,
-                 object flush, object subscribed, object date, object publish):
+                 object flush, object subscribed, object date, object publish,
+                 Ledger ledger=None, dict pending=None):
         self.hub = hub
+        self.ledger = ledger
+        self.pending = pending
         self.loop = hub.loop
         self.channels = channels
         self.adopt = adopt

@@ -296,6 +296,29 @@ cdef class Hub:
             sub.nlinks += 1
         return sub
 
+    cpdef list deliver_queued(self, dict pending):
+        """Deliver the messages queued per channel (channel -> [Message],
+        in publish order) and empty `pending`. Returns (channel, first
+        message) for each channel with long-polling waiters, for the
+        server to wake them, or None."""
+        cdef list woken = None
+        cdef dict batch
+        cdef Channel ch
+        if not pending:
+            return None
+        # Delivering may queue more (an unsubscribe event): into `pending`,
+        # for the next flush.
+        batch = pending.copy()
+        pending.clear()
+        for key, msgs in batch.items():
+            ch = <Channel>key
+            ch._fan_out(None, <list>msgs)
+            if ch.waiters:
+                if woken is None:
+                    woken = []
+                woken.append((ch, (<list>msgs)[0]))
+        return woken
+
     cdef bytes _render(self, int form, list msgs):
         """msgs as a subscriber of form receives them, in one piece."""
         cdef object plan = None

@@ -121,7 +121,10 @@ cdef class Plan:
         if n == 0:
             return b""
         if self.framing == FR_CHUNK:
-            h = <size_t>snprintf(head, sizeof(head), "%zx\r\n", n)
+            h = <size_t>format_uint(head, <unsigned long long>n, 16)
+            head[h] = b"\r"
+            head[h + 1] = b"\n"
+            h += 2
             out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>h + n + 2)
             p = PyBytes_AS_STRING(out)
             memcpy(p, head, h)

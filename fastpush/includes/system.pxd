@@ -64,6 +64,16 @@ cdef extern from "<time.h>" nogil:
     ctypedef long time_t
     time_t time(time_t *t)
 
+    enum:
+        CLOCK_REALTIME
+
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+
+    # CLOCK_REALTIME is what Python's time.time() reads.
+    int clock_gettime(int clock, timespec *ts)
+
 
 cdef extern from "<string.h>" nogil:
     # A GNU extension; Python.h defines _GNU_SOURCE before string.h.
