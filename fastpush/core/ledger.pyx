@@ -92,7 +92,8 @@ cdef class Ledger:
         visit then reschedules it for whatever is still ahead.
         """
         cdef long long second = <long long>when + 1
-        if self.wheel.done < ch.due <= second:
+        cdef long long done = self.wheel.done
+        if done < ch.due <= second:
             return
         ch.due = second
         self.wheel.add(ch.id, second)
