@@ -226,6 +226,7 @@ cdef class Door:
         object adopt            # callable(fd, data): the Python path
         object flush            # callable(): deliver the messages queued so far
         object subscribed       # callable(channels): after a batch
+        object create           # callable(channel_id): a new Channel or None
         object date             # callable() -> b"Date: ...\r\n"
         bytes date_line
         long date_second

@@ -210,6 +210,7 @@ class Door:
         publish: Callable[[str, bytes, bool], Channel | None],
         ledger: Ledger | None = None,
         pending: dict[Channel, list[Message]] | None = None,
+        create: Callable[[str], Channel | None] | None = None,
     ) -> None: ...
     def set_routes(
         self,

@@ -83,6 +83,7 @@ class App:
             self._door_publish,
             self.registry.ledger,
             self._pending,
+            self._door_create,
         )
 
     # -- requests ------------------------------------------------------------
@@ -317,6 +318,14 @@ class App:
             reg.touch(ch)
         for ch in channels:
             reg.client_subscribed(ch)
+
+    def _door_create(self, cid: str) -> Channel | None:
+        # The first subscriber of a channel the door serves; None (a limit
+        # refuses it) hands the request to the Python path, which answers.
+        try:
+            return self.registry.get_or_create(cid)
+        except ChannelLimitError:
+            return None
 
     def _door_publish(self, cid: str, text: bytes, store: bool) -> Channel | None:
         # A publish the door parsed (one worker). None hands the request to

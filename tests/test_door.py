@@ -118,13 +118,40 @@ def test_door_hands_everything_else_to_python(worker: Worker, request_: bytes) -
     assert fast or b"long-polling" in request_ or b"/lp/" in request_
 
 
-def test_new_channel_goes_through_python_then_the_door(worker: Worker) -> None:
-    door = worker.app.door
+def test_door_creates_a_new_channel_for_its_first_subscriber(worker: Worker) -> None:
+    door, reg = worker.app.door, worker.app.registry
+    fast = worker.run(worker.talk(b"GET /sub/fresh HTTP/1.1\r\n\r\n"))
+    assert (door.served, door.handed_on) == (1, 0)
+    assert reg.subscribers(reg.get("fresh")) == 1
     worker.run(worker.talk(b"GET /sub/fresh HTTP/1.1\r\n\r\n"))
-    assert (door.served, door.handed_on) == (0, 1)
-    worker.run(worker.talk(b"GET /sub/fresh HTTP/1.1\r\n\r\n"))
-    assert (door.served, door.handed_on) == (1, 1)
-    assert worker.app.registry.subscribers(worker.app.registry.get("fresh")) == 2
+    assert (door.served, door.handed_on) == (2, 0)
+    assert reg.subscribers(reg.get("fresh")) == 2
+    # The Python path's answer for another new channel is the same.
+    door.set_routes([], 0)
+    slow = worker.run(worker.talk(b"GET /sub/other HTTP/1.1\r\n\r\n"))
+    assert undated(fast) == undated(slow)
+    assert reg.get("other") is not None
+
+
+def test_a_new_channel_over_the_limit_is_refused_by_the_python_path() -> None:
+    config = 'listen = ["127.0.0.1:{port}"]\n' + push_stream_config(
+        {"max_number_of_channels": 1},
+        [pub_location("/pub", mode="admin"), sub_location("sub", "streaming")],
+    )
+    w = Worker(config)
+    try:
+        door, reg = w.app.door, w.app.registry
+        assert w.run(w.talk(b"GET /sub/one HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 OK"
+        )
+        refused = w.run(w.talk(b"GET /sub/two HTTP/1.1\r\n\r\n"))
+        assert refused.startswith(b"HTTP/1.1 403 Forbidden")
+        assert b"Number of channels were exceeded." in refused
+        assert (door.served, door.handed_on) == (1, 1)
+        assert reg.get("two") is None and reg.channel_count() == 1
+        assert w.errors == []
+    finally:
+        w.close()
 
 
 def test_door_subscriber_gets_messages_and_is_counted(worker: Worker) -> None:

@@ -113,6 +113,9 @@ cdef class Door:
     stamps and queues a publish to an existing channel itself, and calls
     publish() only for the rest (a new channel, the events channel, one
     with long-polling waiters).
+    create(channel_id): a subscriber asks for a channel that does not
+    exist: the new Channel, or None when the Python path must answer (a
+    limit refuses it). Without it such a subscriber goes to Python.
     """
 
     def __cinit__(self):
@@ -121,8 +124,9 @@ cdef class Door:
 
     def __init__(self, Hub hub not None, dict channels not None, object adopt,
                  object flush, object subscribed, object date, object publish,
-                 Ledger ledger=None, dict pending=None):
+                 Ledger ledger=None, dict pending=None, object create=None):
         self.hub = hub
+        self.create = create
         self.ledger = ledger
         self.pending = pending
         self.loop = hub.loop
@@ -293,7 +297,7 @@ cdef class Door:
         cdef size_t start = 0, length = 0, size
         cdef DoorRoute route
         cdef PyObject *found
-        cdef object ch
+        cdef object ch, cid
         if n <= 0:
             if n < 0 and system.FP_WOULD_BLOCK(system.errno):
                 # Connected but silent so far (TCP_DEFER_ACCEPT timed out,
@@ -312,13 +316,19 @@ cdef class Door:
         if not self.flushed:
             self.flushed = True
             self.flush()
-        found = PyDict_GetItem(
-            self.channels, PyUnicode_DecodeASCII(self.buf + start, length, NULL))
-        if found == NULL or type(<object>found) is not Channel:
-            # A new channel: creating one has checks and limits of its own.
-            self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
-            return None
-        ch = <object>found
+        cid = PyUnicode_DecodeASCII(self.buf + start, length, NULL)
+        found = PyDict_GetItem(self.channels, cid)
+        if found != NULL and type(<object>found) is Channel:
+            ch = <object>found
+        else:
+            # A new channel: the registry creates it with its own checks
+            # and limits (one Python call, not a Python request for every
+            # subscriber that arrives before it exists); a refusal is
+            # answered by the Python path.
+            ch = self.create(cid) if self.create is not None else None
+            if type(ch) is not Channel:
+                self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
+                return None
         self._date()
         # The request is in `ch` now; the buffer takes the response.
         size = 0
