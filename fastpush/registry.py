@@ -271,11 +271,13 @@ class Registry:
             self.wildcard_channels += ch.wildcard
         return ch
 
-    def client_subscribed(self, ch: Channel) -> None:
+    def client_subscribed(self, ch: Channel, n: int = 1) -> None:
+        """n subscribers joined ch (the door reports a batch at once)."""
         if self.on_count is not None:
-            self.on_count(ch.id, 1)
-        if not ch.for_events:
-            self.send_event("client_subscribed", ch.id)
+            self.on_count(ch.id, n)
+        if not ch.for_events and self.events_channel_id:
+            for _ in range(n):
+                self.send_event("client_subscribed", ch.id)
 
     def client_unsubscribed(self, ch: Channel) -> None:
         # The last subscriber leaving may make the channel collectable.

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -312,12 +313,11 @@ class App:
 
     def _door_subscribed(self, channels: list[Channel]) -> None:
         # One entry per subscriber the door attached in one batch, most of
-        # them on the same few channels: touch each channel once.
+        # them on the same few channels: touch and count each channel once.
         reg = self.registry
-        for ch in dict.fromkeys(channels):
+        for ch, n in Counter(channels).items():
             reg.touch(ch)
-        for ch in channels:
-            reg.client_subscribed(ch)
+            reg.client_subscribed(ch, n)
 
     def _door_create(self, cid: str) -> Channel | None:
         # The first subscriber of a channel the door serves; None (a limit

@@ -19,6 +19,12 @@ log = logging.getLogger("fastpush.worker")
 
 SEQUENCER_GONE = "Sequencer unavailable, message not published."
 
+# Seconds a subscriber count change waits to go to the sequencer with the
+# others: in a connection storm that is a frame per worker every 10 ms for
+# the sequencer to read, not one per loop iteration of every worker, and
+# no counter anyone reads is that fresh anyway.
+DELTAS_DELAY = 0.01
+
 Acked = Callable[[int, "str | None", dict], None]  # type: ignore[type-arg]
 
 
@@ -30,7 +36,8 @@ class WorkerBus(asyncio.Protocol):
         self.reader = bus.FrameReader()
         self.ids = itertools.count(1)
         self.pending: dict[int, Callable[..., None]] = {}
-        # Subscriber count changes, sent once per loop iteration.
+        # Subscriber count changes, sent DELTAS_DELAY after the first one
+        # (or before a request of this worker, so its answer includes them).
         self.deltas: dict[str, int] = {}
         # Frames for the sequencer, written once per loop iteration: the
         # publishes of one pipelined batch travel (and come back) together.
@@ -105,7 +112,7 @@ class WorkerBus(asyncio.Protocol):
 
     def count(self, channel: str, delta: int) -> None:
         if not self.deltas:
-            asyncio.get_running_loop().call_soon(self._send_deltas)
+            asyncio.get_running_loop().call_later(DELTAS_DELAY, self._send_deltas)
         self.deltas[channel] = self.deltas.get(channel, 0) + delta
 
     def event(self, kind: str, channel: str) -> None:
