@@ -17,10 +17,18 @@
  * subscribers and forwarded, framed, to every other worker's inbox (an AF_UNIX
  * datagram socketpair), so it reaches subscribers on all workers in publish order.
  *
- * usage: bare_server [-l host:port] [-w workers] [-n max_channels] [-T lifetime_s]
+ * -d sets TCP_NODELAY on every accepted socket (inherited from the listener), as
+ * fastpush does: without it Nagle's algorithm holds a subscriber's next message
+ * until the previous one is ACKed, and under back-to-back publishing the kernel
+ * sends several messages in one packet, trading latency for CPU. The suite runs
+ * the floor with -d so both do the same job (every message sent when published).
+ *
+ * usage: bare_server [-d] [-l host:port] [-w workers] [-n max_channels] [-T lifetime_s]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -56,6 +64,7 @@ static struct conn *conns;
 static int nconns;
 static struct channel *chans;
 static int nchans, maxchans;
+static int nodelay;         /* -d */
 static int32_t *htab;        /* open addressing: channel index + 1, 0 = empty */
 static uint32_t hmask;
 static int ep, lfd, inbox = -1, nworkers = 1, me;
@@ -242,6 +251,7 @@ static void worker(const char *host, int port)
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (nodelay) setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (bind(lfd, (void *)&a, sizeof a) || listen(lfd, 65535)) { perror("bind/listen"); exit(1); }
     ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
@@ -270,17 +280,18 @@ int main(int argc, char **argv)
     char host[64] = "127.0.0.1";
     int port = 9080, opt, lifetime = 3600;
     maxchans = 65536;
-    while ((opt = getopt(argc, argv, "l:w:n:T:")) != -1) {
+    while ((opt = getopt(argc, argv, "dl:w:n:T:")) != -1) {
         if (opt == 'l') {
             char *c = strrchr(optarg, ':');
             if (!c) { fprintf(stderr, "-l host:port\n"); return 2; }
             snprintf(host, sizeof host, "%.*s", (int)(c - optarg), optarg);
             port = atoi(c + 1);
-        } else if (opt == 'w') nworkers = atoi(optarg);
+        } else if (opt == 'd') nodelay = 1;
+        else if (opt == 'w') nworkers = atoi(optarg);
         else if (opt == 'n') maxchans = atoi(optarg);
         else if (opt == 'T') lifetime = atoi(optarg);
         else {
-            fprintf(stderr, "usage: %s [-l host:port] [-w workers] [-n max_channels] "
+            fprintf(stderr, "usage: %s [-d] [-l host:port] [-w workers] [-n max_channels] "
                             "[-T lifetime_s (0 = forever)]\n", argv[0]);
             return 2;
         }

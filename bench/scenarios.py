@@ -595,6 +595,14 @@ class BareTarget(Target):
     name, label = "bare", "bare C"
     modes = ("stream",)
 
+    def __init__(self, nagle: bool = False) -> None:
+        # TCP_NODELAY (-d) unless nagle: fastpush sends every message when it
+        # is published; with Nagle's algorithm the floor would hold a
+        # subscriber's next message for the previous one's ACK and, under
+        # back-to-back publishing, send several in one packet (less CPU,
+        # more latency): not the same job.
+        self.nagle = nagle
+
     def unavailable(self) -> str | None:
         if not os.access(common.BARE_SERVER, os.X_OK):
             return f"no {common.BARE_SERVER} (make -C bench)"
@@ -614,14 +622,25 @@ class BareTarget(Target):
             str(spec.workers),
             "-T",
             "1800",
-        ]
+        ] + ([] if self.nagle else ["-d"])
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "binary": common.BARE_SERVER}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "binary": common.BARE_SERVER,
+            "sockets": "Nagle's algorithm on (--bare-nagle)"
+            if self.nagle
+            else "TCP_NODELAY (-d), as fastpush's",
+        }
 
 
 def make_targets(
-    names: list[str], nginx: str, nchan_nginx: str, fastpush_cmd: list[str]
+    names: list[str],
+    nginx: str,
+    nchan_nginx: str,
+    fastpush_cmd: list[str],
+    bare_nagle: bool = False,
 ) -> list[Target]:
     out: list[Target] = []
     for n in names:
@@ -632,7 +651,7 @@ def make_targets(
         elif n == "nchan":
             out.append(NchanTarget(nchan_nginx, [NCHAN_NGINX, nginx]))
         elif n == "bare":
-            out.append(BareTarget())
+            out.append(BareTarget(bare_nagle))
         else:
             raise ValueError(f"unknown target {n!r}")
     return out

@@ -635,6 +635,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"{scenarios.NCHAN_NGINX}, then --nginx)",
     )
     ap.add_argument(
+        "--bare-nagle",
+        action="store_true",
+        help="run the bare server with Nagle's algorithm on (default: TCP_NODELAY, "
+        "as fastpush)",
+    )
+    ap.add_argument(
         "--fastpush-cmd", default="", help="command that runs the fastpush CLI"
     )
     ap.add_argument(
@@ -754,7 +760,9 @@ def main(argv: list[str] | None = None) -> int:
         else common.fastpush_command()
     )
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
-    targets = scenarios.make_targets(names, args.nginx, args.nchan_nginx, fp_cmd)
+    targets = scenarios.make_targets(
+        names, args.nginx, args.nchan_nginx, fp_cmd, args.bare_nagle
+    )
     unavailable = {t.name: t.unavailable() for t in targets}
 
     started = dt.datetime.now()
