@@ -154,6 +154,25 @@ def test_a_new_channel_over_the_limit_is_refused_by_the_python_path() -> None:
         w.close()
 
 
+def test_a_channel_creation_that_fails_is_handed_to_the_python_path() -> None:
+    w = Worker(CONFIG)
+    try:
+        reg = w.app.registry
+
+        def broken(cid: str) -> None:
+            raise RuntimeError("registry broken")
+
+        reg.get_or_create = broken  # type: ignore[method-assign]
+        answer = w.run(w.talk(b"GET /sub/new HTTP/1.1\r\n\r\n"))
+        # The door handed the connection on; the Python path made the same
+        # call, reported the failure and closed the connection.
+        assert (w.app.door.served, w.app.door.handed_on) == (0, 1)
+        assert answer == b""
+        assert [str(e.get("exception")) for e in w.errors] == ["registry broken"]
+    finally:
+        w.close()
+
+
 def test_door_subscriber_gets_messages_and_is_counted(worker: Worker) -> None:
     app = worker.app
     ch = app.registry.get("a")

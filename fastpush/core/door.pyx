@@ -323,9 +323,15 @@ cdef class Door:
         else:
             # A new channel: the registry creates it with its own checks
             # and limits (one Python call, not a Python request for every
-            # subscriber that arrives before it exists); a refusal is
-            # answered by the Python path.
-            ch = self.create(cid) if self.create is not None else None
+            # subscriber that arrives before it exists). A refusal, or a
+            # failure, is answered by the Python path, which makes the
+            # same call and has the error answers.
+            ch = None
+            if self.create is not None:
+                try:
+                    ch = self.create(cid)
+                except Exception:
+                    ch = None
             if type(ch) is not Channel:
                 self._hand_on(fd, PyBytes_FromStringAndSize(self.buf, n))
                 return None
