@@ -190,6 +190,7 @@ cdef class Hub:
     cdef int _attach(self, int fd, list channels, int form, int kind,
                      bint ws_publish, double ttl,
                      const char *initial, size_t n) except -1
+    cpdef bint queue(self, dict pending, Channel ch, Message msg) except -1
     cpdef list deliver_queued(self, dict pending)
     cdef bytes _render(self, int form, list msgs)
     cdef int _write(self, Sub *sub, const char *data, size_t n) except -1

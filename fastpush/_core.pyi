@@ -124,6 +124,9 @@ class Hub:
     clock: int
     nforms: int
     plans: list[Plan | None]
+    def queue(
+        self, pending: dict[Channel, list[Message]], ch: Channel, msg: Message
+    ) -> bool: ...
     def deliver_queued(
         self, pending: dict[Channel, list[Message]]
     ) -> list[tuple[Channel, Message]] | None: ...

@@ -235,14 +235,9 @@ class App:
             # finds it in the store, as after the flush. Most glue channels
             # (post:<id>, user:<id>) have no one listening.
             return
-        pending = self._pending.get(ch)
-        if pending is None:
-            self._pending[ch] = [msg]
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self.flush)
-        else:
-            pending.append(msg)
+        if self.hub.queue(self._pending, ch, msg) and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Deliver every queued message, each channel in publish order."""

@@ -315,7 +315,8 @@ cdef class Door:
             return None
         if not self.flushed:
             self.flushed = True
-            self.flush()
+            if self.pending is None or self.pending:
+                self.flush()
         cid = PyUnicode_DecodeASCII(self.buf + start, length, NULL)
         found = PyDict_GetItem(self.channels, cid)
         if found != NULL and type(<object>found) is Channel:

@@ -296,6 +296,16 @@ cdef class Hub:
             sub.nlinks += 1
         return sub
 
+    cpdef bint queue(self, dict pending, Channel ch, Message msg) except -1:
+        """Queue msg on ch for deliver_queued(); True when it is the first
+        message queued for ch (pending[ch] was just made)."""
+        cdef PyObject *p = PyDict_GetItem(pending, ch)
+        if p == NULL:
+            pending[ch] = [msg]
+            return True
+        (<list>p).append(msg)
+        return False
+
     cpdef list deliver_queued(self, dict pending):
         """Deliver the messages queued per channel (channel -> [Message],
         in publish order) and empty `pending`. Returns (channel, first

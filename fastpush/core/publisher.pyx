@@ -346,7 +346,6 @@ cdef object _pub_message(Door door, str cid, bytes text, bint store):
     cdef PyObject *p = NULL
     cdef Channel ch
     cdef Message msg
-    cdef list queued
     cdef system.timespec now
     if door.ledger is not None:
         p = PyDict_GetItem(door.channels, cid)
@@ -361,11 +360,7 @@ cdef object _pub_message(Door door, str cid, bytes text, bint store):
     if msg is None:
         return None  # the store is full
     if ch.nsubs:
-        p = PyDict_GetItem(door.pending, ch)
-        if p == NULL:
-            door.pending[ch] = [msg]
-        else:
-            (<list>p).append(msg)
+        door.hub.queue(door.pending, ch, msg)
     return ch
 
 
