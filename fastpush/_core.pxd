@@ -289,3 +289,18 @@ cdef class Publisher:
     cdef size_t _send_out(self) noexcept
     cdef int _hand_on(self, size_t pos, ssize_t sent=*) except -1
     cdef void _forget(self) noexcept
+
+
+cdef class BusReader:
+    cdef:
+        bytearray buf           # the start of a frame not whole yet
+        object on_frame         # callable(frame): every frame not applied here
+        bint fast               # stamped messages are applied here
+        dict channels           # the registry's channel id -> Channel
+        Ledger ledger
+        Hub hub
+        dict pending            # the server's channel -> [Message] to deliver
+        object on_queued        # callable(): a channel's first queued message
+        readonly unsigned long long applied     # messages applied here
+
+    cdef bint _apply(self, tuple frame, double now) except -1

@@ -8,6 +8,8 @@ KIND_STREAM: int
 KIND_WEBSOCKET: int
 
 MESSAGE_OVERHEAD: int
+BUS_MSG_KIND: int
+BUS_FRAME_LIMIT: int
 FRAME_NONE: int
 FRAME_CHUNK: int
 FRAME_WEBSOCKET: int
@@ -231,3 +233,16 @@ class Door:
     def counters(self) -> dict[str, int]: ...
     def sweep(self, idle: float) -> None: ...
     def drop_publishers(self) -> None: ...
+
+class BusReader:
+    applied: int
+    def __init__(
+        self,
+        on_frame: Callable[[tuple[Any, ...]], None],
+        channels: dict[str, Channel] | None = None,
+        ledger: Ledger | None = None,
+        hub: Hub | None = None,
+        pending: dict[Channel, list[Message]] | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None: ...
+    def feed(self, data: bytes) -> None: ...

@@ -9,7 +9,8 @@ to every subscriber of that form; only what the kernel refuses is buffered.
 The front door (core/door.pyx) accepts connections and attaches the plain
 subscriber request to its channel without going through Python at all; a
 keep-alive publisher connection it parses and answers in C
-(core/publisher.pyx).
+(core/publisher.pyx). With several workers, the messages the sequencer
+stamps are applied from the bus in C too (core/busreader.pyx).
 """
 
 cimport cython
@@ -19,6 +20,7 @@ from cpython.bytes cimport (
     PyBytes_FromStringAndSize,
     PyBytes_GET_SIZE,
 )
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
@@ -48,11 +50,15 @@ include "core/plan.pyx"
 include "core/hub.pyx"
 include "core/door.pyx"
 include "core/publisher.pyx"
+include "core/busreader.pyx"
 
 # Subscriber kinds for Hub.attach(), as Python sees them.
 KIND_STREAM = SUB_STREAM
 KIND_WEBSOCKET = SUB_WEBSOCKET
 MESSAGE_OVERHEAD = MSG_OVERHEAD
+# The bus (fastpush.bus): stamped-message frames and the frame size limit.
+BUS_MSG_KIND = BUS_MSG
+BUS_FRAME_LIMIT = BUS_MAX_FRAME
 # Framings for Plan.
 FRAME_NONE = FR_NONE
 FRAME_CHUNK = FR_CHUNK

@@ -18,11 +18,14 @@ import marshal
 import struct
 from typing import Any
 
-__all__ = ["encode", "FrameReader"]
+# Reads the frames (splitting, decoding, and a worker's stamped messages).
+from fastpush._core import BUS_FRAME_LIMIT, BUS_MSG_KIND, BusReader
+
+__all__ = ["encode", "BusReader"]
 
 _LEN = struct.Struct("!I")
 # A frame larger than this is a bug or an attack on the socket, not a message.
-MAX_FRAME = 256 << 20
+MAX_FRAME = BUS_FRAME_LIMIT
 
 # Worker -> sequencer
 PUB = 1  # (PUB, req, channels, text, event_id, event_type, store)
@@ -33,7 +36,9 @@ EVENT = 5  # (EVENT, kind, channel)
 HELLO = 6  # (HELLO, pid)
 
 # Sequencer -> worker
-MSG = 11  # (MSG, channel, id, time, tag, text, event_id, event_type, store, expires)
+# (MSG, channel, id, time, tag, text, event_id, event_type, store, expires):
+# BusReader applies these in C, so the fields are fixed there too.
+MSG = BUS_MSG_KIND
 ACK = 12  # (ACK, req, status, explain, {channel: subscribers})
 DELETE = 13  # (DELETE, channel, text)
 INFO_REPLY = 14  # (INFO_REPLY, req, {channel: subscribers}, workers, channels)
@@ -43,30 +48,3 @@ SNAPSHOT = 15  # (SNAPSHOT, [(channel, last_id, published, [message tuples])])
 def encode(*fields: Any) -> bytes:
     data = marshal.dumps(fields)
     return _LEN.pack(len(data)) + data
-
-
-class FrameReader:
-    """Splits a byte stream into decoded frames."""
-
-    __slots__ = ("buf",)
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
-        buf = self.buf
-        buf += data
-        out = []
-        pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            (size,) = _LEN.unpack_from(buf, pos)
-            if size > MAX_FRAME:
-                raise ValueError(f"bus frame of {size} bytes")
-            if n - pos - 4 < size:
-                break
-            out.append(marshal.loads(bytes(buf[pos + 4 : pos + 4 + size])))
-            pos += 4 + size
-        if pos:
-            del buf[:pos]
-        return out

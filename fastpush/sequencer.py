@@ -61,27 +61,23 @@ class WorkerLink(asyncio.Protocol):
         self.pid = 0
         self.started = time.time()
         self.transport: asyncio.Transport | None = None
-        self.reader = bus.FrameReader()
+        self.reader = bus.BusReader(lambda frame: seq.on_frame(self, frame))
         self.out: list[bytes] = []  # frames held while the sequencer is corked
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.reader.feed(data)
-        except ValueError as err:
-            log.error("worker %d sent a bad frame: %s", self.index, err)
-            self.transport.close()  # type: ignore[union-attr]
-            return
         # Frames that came together are answered together: every link's
         # writes are held until this batch is done, so a worker gets one
         # write (and can coalesce one fan-out) per batch, not per message.
         seq = self.seq
         seq.corked = True
         try:
-            for frame in frames:
-                seq.on_frame(self, frame)
+            self.reader.feed(data)
+        except ValueError as err:
+            log.error("worker %d sent a bad frame: %s", self.index, err)
+            self.transport.close()  # type: ignore[union-attr]
         finally:
             seq.corked = False
             for link in seq.links.values():

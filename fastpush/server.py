@@ -68,7 +68,10 @@ class App:
         self.hostname = socket.gethostname()
         self.started = time.time()
         self._timers: list[asyncio.TimerHandle] = []
-        self._pending: dict[Channel, list[Message]] = {}
+        # Messages to deliver at the end of this loop iteration (flush()),
+        # per channel in publish order; queued by deliver(), the door's
+        # publisher and the bus reader (all through Hub.queue).
+        self.pending: dict[Channel, list[Message]] = {}
         self._flush_scheduled = False
         # The worker's link to the sequencer (fastpush.worker.WorkerBus),
         # or None with one worker.
@@ -83,7 +86,7 @@ class App:
             response.date_header,
             self._door_publish,
             self.registry.ledger,
-            self._pending,
+            self.pending,
             self._door_create,
         )
 
@@ -111,7 +114,7 @@ class App:
             conn.send(response.error(404, None, keep_alive=req.keep_alive))
             return
         loc, captures = m
-        if loc.role == "subscriber" and self._pending:
+        if loc.role == "subscriber" and self.pending:
             # A subscriber arriving now must see queued messages either in
             # its backlog or live, never both: deliver them first.
             self.flush()
@@ -235,14 +238,19 @@ class App:
             # finds it in the store, as after the flush. Most glue channels
             # (post:<id>, user:<id>) have no one listening.
             return
-        if self.hub.queue(self._pending, ch, msg) and not self._flush_scheduled:
+        if self.hub.queue(self.pending, ch, msg):
+            self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Have flush() run at the end of this loop iteration."""
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Deliver every queued message, each channel in publish order."""
         self._flush_scheduled = False
-        woken = self.hub.deliver_queued(self._pending)
+        woken = self.hub.deliver_queued(self.pending)
         if woken:
             for ch, msg in woken:
                 # A waiter answered just before may have left this channel

@@ -33,7 +33,16 @@ class WorkerBus(asyncio.Protocol):
         self.app = app
         self.lost = lost
         self.transport: asyncio.Transport | None = None
-        self.reader = bus.FrameReader()
+        # Stamped messages for channels this worker has are applied by the
+        # reader in C; every other frame comes to _on_frame.
+        self.reader = bus.BusReader(
+            self._on_frame,
+            app.registry.channels,
+            app.registry.ledger,
+            app.hub,
+            app.pending,
+            app.schedule_flush,
+        )
         self.ids = itertools.count(1)
         self.pending: dict[int, Callable[..., None]] = {}
         # Subscriber count changes, sent DELTAS_DELAY after the first one
@@ -56,8 +65,7 @@ class WorkerBus(asyncio.Protocol):
             self._write(bus.encode(bus.HELLO, os.getpid()))
 
     def data_received(self, data: bytes) -> None:
-        for frame in self.reader.feed(data):
-            self._on_frame(frame)
+        self.reader.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

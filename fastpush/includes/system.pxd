@@ -107,3 +107,4 @@ cdef extern from "<errno.h>" nogil:
 
 cdef extern from "compat.h" nogil:
     bint FP_WOULD_BLOCK(int err)
+    void FP_PREFETCH(const void *p)
