@@ -661,6 +661,31 @@ def channel_subscribers(
         conn.close()
 
 
+def workers_up(host: str, port: int, n: int, timeout: float) -> int:
+    """Workers a fastpush server lists in /channels-stats (by_worker), once
+    it lists n or timeout passed. A server whose workers are still booting
+    takes every connection on the ones already listening (SO_REUSEPORT
+    spreads only over the sockets bound so far), so runs start after this."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        conn = http.client.HTTPConnection(host, port, timeout=3)
+        try:
+            conn.request("GET", "/channels-stats")
+            r = conn.getresponse()
+            body = r.read()
+            seen = len(json.loads(body).get("by_worker", [])) if r.status == 200 else 0
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            seen = 0
+        finally:
+            conn.close()
+        if seen >= n or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
 def wait_subscribers(
     host: str, port: int, channel: str, want: int, timeout: float
 ) -> int:

@@ -167,6 +167,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"server {args.server} pid {server.pid} on {target} (dir {tmp})",
             file=sys.stderr,
         )
+        if args.server == "fastpush" and args.workers > 1:
+            # Connections made while workers still boot all go to the ones
+            # already listening; at 1M on 59 workers those then pass the
+            # file limit (20,000) and the rest of their share waits unserved.
+            up = common.workers_up(host, port, args.workers, 120 + args.workers)
+            if up < args.workers:
+                raise RuntimeError(f"{up} of {args.workers} fastpush workers up")
         time.sleep(0.5)  # let workers finish starting
         if args.warmup:
             warmup(target, args)

@@ -349,7 +349,7 @@ class FastpushTarget(Target):
         srv = self.server(tmp, port, ServerSpec(workers=n))
         try:
             srv.start(timeout=20)
-            seen = self._workers_up(port, n, 20)
+            seen = common.workers_up(HOST, port, n, 20)
             if seen != n:
                 return (
                     f"fastpush --workers {n} runs {seen} worker(s) "
@@ -363,23 +363,9 @@ class FastpushTarget(Target):
             srv.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _workers_up(self, port: int, n: int, timeout: float) -> int:
-        """Workers /channels-stats lists, once it lists n or timeout passed."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            body = _http_get(port, "/channels-stats")
-            try:
-                seen = len(json.loads(body).get("by_worker", [])) if body else 0
-            except ValueError:
-                seen = 0
-            if seen >= n or time.monotonic() > deadline:
-                return seen
-            time.sleep(0.1)
-
     def wait_started(self, port: int, spec: ServerSpec) -> None:
         if spec.workers > 1:
-            seen = self._workers_up(port, spec.workers, 20)
+            seen = common.workers_up(HOST, port, spec.workers, 20)
             if seen < spec.workers:
                 raise RuntimeError(f"{seen} of {spec.workers} workers up after 20 s")
 
