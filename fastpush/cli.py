@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--workers", type=int)
     worker.add_argument("--config", "-c")
     worker.add_argument("--listen", "-l", action="append")
+    # Listening sockets the supervisor bound for this worker, in the
+    # configuration's order; without them the worker binds its own.
+    worker.add_argument("--listen-fd", type=int, action="append")
 
     sub.add_parser(
         "selftest", help="start a server, round-trip a message through it, stop"
@@ -99,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     """One of the supervisor's workers (not for direct use)."""
+    import socket
+
     import uvloop
 
     from fastpush.config import ConfigError, load_config
@@ -107,7 +112,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config, listen=args.listen, workers=args.workers)
-        sockets = make_sockets(config)
+        if args.listen_fd:
+            sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
+        else:
+            sockets = make_sockets(config)
     except (ConfigError, OSError) as err:
         print(f"fastpush worker {args.index}: cannot start: {err}", file=sys.stderr)
         return WORKER_BOOT_ERROR

@@ -2,8 +2,14 @@
 
 The supervisor runs the sequencer (fastpush.sequencer) and starts each
 worker as `python -m fastpush worker`, handing it one end of a socketpair
-for the bus. Workers bind the listening addresses themselves with
-SO_REUSEPORT, so the kernel spreads new connections over them.
+for the bus and its own listening sockets. Each worker has a socket of its
+own per address (SO_REUSEPORT), so the kernel spreads new connections over
+them; the supervisor binds all of them before the first worker starts, as
+nginx's master does, because the kernel spreads only over the sockets bound
+so far: workers that bound theirs while the others still boot would take
+every early connection and could reach their file limit with the others
+half empty. A worker that dies has its sockets closed (what waited in them
+goes, and new connections go to the living) and gets new ones.
 
 Signals only put their number on a queue; the main loop dispatches
 handle_<name>, as gunicorn's arbiter does:
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 
 from fastpush.config import Config, ConfigError, load_config
 from fastpush.sequencer import Sequencer
+from fastpush.server import make_sockets
 
 log = logging.getLogger("fastpush.supervisor")
 
@@ -51,6 +58,9 @@ class WorkerSlot:
     failures: int = 0  # consecutive young deaths
     boot_failures: int = 0
     restarts: int = 0
+    # The worker's listening sockets, one per address, or None between a
+    # death and the next start.
+    socks: list[socket.socket] | None = field(default=None, repr=False)
     waiter: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -77,6 +87,13 @@ class Supervisor:
     async def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self.loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+        try:
+            for slot in self.slots:
+                slot.socks = make_sockets(self.config)
+        except OSError as err:
+            print(f"fastpush: cannot listen: {err}", file=sys.stderr, flush=True)
+            self.close_sockets()
+            return 1
         collector = self.loop.create_task(self._collect())
         for slot in self.slots:
             await self.spawn(slot)
@@ -90,7 +107,14 @@ class Supervisor:
             name = signal.Signals(sig).name.lower()
             await getattr(self, f"handle_{name}")()
         collector.cancel()
+        self.close_sockets()
         return self.exit_code
+
+    def close_sockets(self, slot: WorkerSlot | None = None) -> None:
+        for sl in self.slots if slot is None else [slot]:
+            for sock in sl.socks or ():
+                sock.close()
+            sl.socks = None
 
     async def handle_sigterm(self) -> None:
         log.info("SIGTERM: draining %d workers", len(self.slots))
@@ -139,6 +163,8 @@ class Supervisor:
     def worker_command(self, slot: WorkerSlot, fd: int) -> list[str]:
         cmd = [sys.executable, "-m", "fastpush", "worker", "--bus-fd", str(fd)]
         cmd += ["--index", str(slot.index), "--workers", str(len(self.slots))]
+        for sock in slot.socks or ():
+            cmd += ["--listen-fd", str(sock.fileno())]
         if self.config_path:
             cmd += ["--config", self.config_path]
         for addr in self.listen_args:
@@ -146,11 +172,15 @@ class Supervisor:
         return cmd
 
     async def spawn(self, slot: WorkerSlot) -> None:
+        if slot.socks is None:
+            # A restart: the same addresses; the sockets of the others hold
+            # the port, and SO_REUSEPORT lets this one join them.
+            slot.socks = make_sockets(self.config)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             slot.proc = await asyncio.create_subprocess_exec(
                 *self.worker_command(slot, theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *(sock.fileno() for sock in slot.socks)),
             )
         finally:
             theirs.close()
@@ -162,6 +192,7 @@ class Supervisor:
         code = await proc.wait()
         if self.stopping:
             return
+        self.close_sockets(slot)
         lived = time.monotonic() - slot.started
         why = f"signal {-code}" if code < 0 else f"exit status {code}"
         log.error(
@@ -185,7 +216,12 @@ class Supervisor:
             await asyncio.sleep(delay)
         if not self.stopping:
             slot.restarts += 1
-            await self.spawn(slot)
+            try:
+                await self.spawn(slot)
+            except OSError as err:
+                log.critical("worker %d cannot listen (%s); stopping", slot.index, err)
+                self.exit_code = 1
+                self.signals.put_nowait(signal.SIGTERM)
 
     async def _collect(self) -> None:
         while True:

@@ -317,8 +317,11 @@ def test_publisher_gets_503_not_200_when_the_sequencer_is_gone(make_server) -> N
         wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), "worker exit")
 
 
-def test_a_worker_that_cannot_boot_stops_the_server(tmp_path) -> None:
-    # A socket without SO_REUSEPORT holds the port: no worker can bind it.
+def test_an_address_in_use_stops_the_server_before_any_worker_starts(
+    tmp_path,
+) -> None:
+    # A socket without SO_REUSEPORT holds the port: the supervisor cannot
+    # bind the workers' sockets, and says so before it starts any.
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -332,14 +335,71 @@ def test_a_worker_that_cannot_boot_stops_the_server(tmp_path) -> None:
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=90,
+            timeout=60,
         )
     finally:
         blocker.close()
-    # It gave up after a few backed-off attempts instead of spinning.
     assert proc.returncode == 1
-    assert "cannot boot" in proc.stderr
-    assert proc.stderr.count("cannot start") >= 5
+    assert "cannot listen" in proc.stderr
+    assert "cannot start" not in proc.stderr
+
+
+def test_a_worker_that_cannot_boot_stops_the_server(make_server) -> None:
+    srv = start(make_server)
+    # The file a worker reads when it boots is no longer a configuration.
+    with open(os.path.join(srv.tmp.name, "fastpush.toml"), "w") as f:
+        f.write("[settings\n")
+    os.kill(_pids(srv)[0], signal.SIGKILL)
+    # It gave up after a few backed-off attempts instead of spinning.
+    assert srv.proc.wait(timeout=60) == 1
+    log = srv.log()
+    assert "cannot boot; stopping the server" in log
+    assert log.count("cannot start") >= 5
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on 127.0.0.1:port (/proc/net/tcp)."""
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.split(":")[1], 16) == port:
+                found.add(inode)
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+def test_the_supervisor_binds_every_workers_listening_socket(make_server) -> None:
+    # All of them exist before the first worker boots, so the kernel
+    # spreads connections over every worker from the start; a dead worker's
+    # are closed and its successor gets new ones.
+    srv = start(make_server, workers=3)
+    first = _listening_inodes(srv.port)
+    assert len(first) == 3
+    assert first <= _socket_inodes(srv.proc.pid)
+    for pid in _pids(srv):
+        assert len(_socket_inodes(pid) & first) == 1
+    victim = _pids(srv)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: len(_pids(srv)) == 3 and victim not in _pids(srv),
+        "the restarted worker",
+    )
+    now = _listening_inodes(srv.port)
+    assert len(now) == 3 and len(now & first) == 2
+    assert now <= _socket_inodes(srv.proc.pid)
 
 
 pytestmark = pytest.mark.slow
