@@ -13,11 +13,13 @@
 cdef extern from "marshal.h":
     object PyMarshal_ReadObjectFromString(const char *data, Py_ssize_t size)
 
+# The protocol's numbers live here; fastpush.bus takes MSG and MAX_FRAME
+# from these (as BUS_MSG_KIND and BUS_FRAME_LIMIT).
 cdef enum:
-    BUS_MSG = 11                   # fastpush.bus.MSG is this
+    BUS_MSG = 11                   # kind of a stamped message
     BUS_MSG_FIELDS = 10            # (MSG, channel, id, time, tag, text,
                                    #  event_id, event_type, store, expires)
-    BUS_MAX_FRAME = 256 << 20      # and fastpush.bus.MAX_FRAME
+    BUS_MAX_FRAME = 256 << 20      # larger is a bug or an attack, not a frame
 
 
 @cython.final
