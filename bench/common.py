@@ -637,6 +637,28 @@ class Subscribers:
             self.proc.wait(10)
 
 
+def channels_stats(
+    host: str,
+    port: int,
+    query: str = "",
+    path: str = "/channels-stats",
+    timeout: float = 5.0,
+) -> dict[str, Any] | None:
+    """The server's push-stream channels-stats answer, or None."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path + query)
+        r = conn.getresponse()
+        body = r.read()
+        return json.loads(body) if r.status == 200 else None  # type: ignore[no-any-return]
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 def channel_subscribers(
     host: str,
     port: int,
@@ -645,20 +667,11 @@ def channel_subscribers(
     timeout: float = 5.0,
 ) -> int | None:
     """Subscribers of channel as the server counts them (push-stream channels-stats)."""
-    import http.client
-
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    stats = channels_stats(host, port, f"?id={channel}", path, timeout)
     try:
-        conn.request("GET", f"{path}?id={channel}")
-        r = conn.getresponse()
-        body = r.read()
-        if r.status != 200:
-            return None
-        return int(json.loads(body)["subscribers"])
-    except (OSError, ValueError, KeyError, http.client.HTTPException):
+        return int(stats["subscribers"]) if stats is not None else None
+    except (KeyError, TypeError, ValueError):
         return None
-    finally:
-        conn.close()
 
 
 def workers_up(host: str, port: int, n: int, timeout: float) -> int:
@@ -666,21 +679,10 @@ def workers_up(host: str, port: int, n: int, timeout: float) -> int:
     it lists n or timeout passed. A server whose workers are still booting
     takes every connection on the ones already listening (SO_REUSEPORT
     spreads only over the sockets bound so far), so runs start after this."""
-    import http.client
-
     deadline = time.monotonic() + timeout
-    seen = 0
     while True:
-        conn = http.client.HTTPConnection(host, port, timeout=3)
-        try:
-            conn.request("GET", "/channels-stats")
-            r = conn.getresponse()
-            body = r.read()
-            seen = len(json.loads(body).get("by_worker", [])) if r.status == 200 else 0
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
-            seen = 0
-        finally:
-            conn.close()
+        stats = channels_stats(host, port, timeout=3)
+        seen = len(stats.get("by_worker", [])) if isinstance(stats, dict) else 0
         if seen >= n or time.monotonic() > deadline:
             return seen
         time.sleep(0.1)

@@ -125,6 +125,7 @@ cdef class Ledger:
 
     cdef Message stamp(self, Channel ch, bytes text, object event_id,
                        object event_type, bint store, double now)
+    cdef int _record(self, Channel ch, Message msg, bint store, double now) except -1
     cdef int _account(self, Channel ch, Message msg, bint store,
                       long long size, double now) except -1
     cpdef schedule(self, Channel ch, double when)

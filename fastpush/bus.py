@@ -19,9 +19,9 @@ import struct
 from typing import Any
 
 # Reads the frames (splitting, decoding, and a worker's stamped messages).
-from fastpush._core import BUS_FRAME_LIMIT, BUS_MSG_KIND, BusReader
+from fastpush._core import BUS_FRAME_LIMIT, BUS_MSG_KIND, BusFrameError, BusReader
 
-__all__ = ["encode", "BusReader"]
+__all__ = ["encode", "BusFrameError", "BusReader"]
 
 _LEN = struct.Struct("!I")
 # A frame larger than this is a bug or an attack on the socket, not a message.

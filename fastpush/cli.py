@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--config", "-c")
     worker.add_argument("--listen", "-l", action="append")
     # Listening sockets the supervisor bound for this worker, in the
-    # configuration's order; without them the worker binds its own.
-    worker.add_argument("--listen-fd", type=int, action="append")
+    # configuration's order.
+    worker.add_argument("--listen-fd", type=int, action="append", required=True)
 
     sub.add_parser(
         "selftest", help="start a server, round-trip a message through it, stop"
@@ -107,15 +107,12 @@ def _worker(args: argparse.Namespace) -> int:
     import uvloop
 
     from fastpush.config import ConfigError, load_config
-    from fastpush.server import make_sockets, serve
+    from fastpush.server import serve
     from fastpush.supervisor import WORKER_BOOT_ERROR
 
     try:
         config = load_config(args.config, listen=args.listen, workers=args.workers)
-        if args.listen_fd:
-            sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
-        else:
-            sockets = make_sockets(config)
+        sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
     except (ConfigError, OSError) as err:
         print(f"fastpush worker {args.index}: cannot start: {err}", file=sys.stderr)
         return WORKER_BOOT_ERROR

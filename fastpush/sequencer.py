@@ -75,7 +75,7 @@ class WorkerLink(asyncio.Protocol):
         seq.corked = True
         try:
             self.reader.feed(data)
-        except ValueError as err:
+        except bus.BusFrameError as err:
             log.error("worker %d sent a bad frame: %s", self.index, err)
             self.transport.close()  # type: ignore[union-attr]
         finally:

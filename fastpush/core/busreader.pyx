@@ -22,6 +22,10 @@ cdef enum:
     BUS_MAX_FRAME = 256 << 20      # larger is a bug or an attack, not a frame
 
 
+class BusFrameError(ValueError):
+    """The stream is not frames: one too long, or one marshal cannot read."""
+
+
 @cython.final
 cdef class BusReader:
     """Splits the bus's byte stream into frames and hands each on.
@@ -48,7 +52,8 @@ cdef class BusReader:
 
     def feed(self, bytes data not None):
         """Handle every whole frame in the stream so far; keep the rest.
-        A frame longer than fastpush.bus.MAX_FRAME raises ValueError."""
+        A frame longer than fastpush.bus.MAX_FRAME, or one marshal cannot
+        read, raises BusFrameError; what on_frame raises goes through."""
         cdef bint buffered = len(self.buf) > 0
         cdef const unsigned char *p
         cdef Py_ssize_t n, pos = 0
@@ -68,10 +73,13 @@ cdef class BusReader:
                 size = ((<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16)
                         | (<uint32_t>p[pos + 2] << 8) | <uint32_t>p[pos + 3])
                 if size > BUS_MAX_FRAME:
-                    raise ValueError(f"bus frame of {size} bytes")
+                    raise BusFrameError(f"bus frame of {size} bytes")
                 if n - pos - 4 < size:
                     break
-                frame = PyMarshal_ReadObjectFromString(<const char *>p + pos + 4, size)
+                try:
+                    frame = PyMarshal_ReadObjectFromString(<const char *>p + pos + 4, size)
+                except (ValueError, EOFError, TypeError) as err:
+                    raise BusFrameError(f"bad bus frame: {err}") from None
                 pos += 4 + size
                 if self.fast and type(frame) is tuple and len(frame) == BUS_MSG_FIELDS \
                         and frame[0] == BUS_MSG:
@@ -103,9 +111,7 @@ cdef class BusReader:
                       frame[6], frame[7], frame[9])
         store = frame[8]
         ch.last_message_id = msg.id
-        ch.add_message(msg, store)
-        self.ledger._account(ch, msg, store,
-                             PyBytes_GET_SIZE(msg.text) + MSG_OVERHEAD, now)
+        self.ledger._record(ch, msg, store, now)
         if ch.nsubs and self.hub.queue(self.pending, ch, msg):
             self.on_queued()
         self.applied += 1

@@ -65,9 +65,12 @@ cdef class Ledger:
     def record(self, Channel ch not None, Message msg not None, bint store,
                double now):
         """Count msg, stamped elsewhere (the sequencer), as published on ch."""
+        self._record(ch, msg, store, now)
+
+    cdef int _record(self, Channel ch, Message msg, bint store, double now) except -1:
         ch.add_message(msg, store)
-        self._account(ch, msg, store,
-                      PyBytes_GET_SIZE(msg.text) + MSG_OVERHEAD, now)
+        return self._account(ch, msg, store,
+                             PyBytes_GET_SIZE(msg.text) + MSG_OVERHEAD, now)
 
     cdef int _account(self, Channel ch, Message msg, bint store,
                       long long size, double now) except -1:
