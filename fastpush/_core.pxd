@@ -242,6 +242,9 @@ cdef class Door:
         list pub_routes         # PubRoute, tried in order
         dict publishers         # fd -> Publisher: connections served here
         object publish          # callable(channel_id, text, store) -> Channel | None
+        object sequence         # callable(channel_id, text, store, done), or None
+        object refuse           # callable(status, explain) -> the error answer
+        list answering          # Publishers with answers to send (sequenced)
         Ledger ledger           # stamps publishes to existing channels, or None
         dict pending            # the server's channel -> [Message] to deliver
         Py_ssize_t keepalive_requests
@@ -274,6 +277,17 @@ cdef class PubRoute:
         readonly tuple info     # channel-info body around its fields, or None
 
 
+# What the publisher's parser found: the route, where the channel id and
+# the body are (core/publisher.pyx).
+cdef struct PubReq:
+    Py_ssize_t route      # index in door.pub_routes
+    size_t id_start
+    size_t id_len
+    size_t body_start
+    size_t body_len
+    size_t end            # one past the request
+
+
 cdef class Publisher:
     cdef:
         Door door
@@ -284,9 +298,25 @@ cdef class Publisher:
         Py_ssize_t served       # requests answered on this connection
         unsigned int gen        # the door's pub_gen when it came
         long seen               # time() of its last read
+        # With several workers (door.sequence): publishes the sequencer has
+        # not answered yet, oldest first from `head`, and their answers.
+        list waiting_routes     # PubRoute of each
+        list waiting_ids        # channel id of each
+        Py_ssize_t head
+        char *ans               # answers not sent yet, in request order
+        size_t ans_len
+        size_t ans_cap
+        bint queued             # in door.answering
+        bint held               # not reading: it goes on or closes when answered
+        bint handing            # goes to the Python path once answered
+        bint eof                # the peer is done sending
 
     cdef int feed(self, const char *data, size_t n) except -1
+    cdef int _next(self, size_t pos, PubReq *req) except -2
     cdef int serve(self, bint eof) except -1
+    cdef int _serve_sequenced(self, bint eof) except -1
+    cdef int _settle(self) except -1
+    cdef void _hold(self) noexcept
     cdef size_t _send_out(self) noexcept
     cdef int _hand_on(self, size_t pos, ssize_t sent=*) except -1
     cdef void _forget(self) noexcept

@@ -310,8 +310,13 @@ class App:
             (s.wildcard_channel_prefix or "").encode() or None,
             (self.registry.events_channel_id or "").encode() or None,
         )
+        sequenced = self.bus is not None
         self.door.set_publisher_routes(
-            door.publisher_routes(self), s.keepalive_requests, s.gzip
+            door.publisher_routes(self),
+            s.keepalive_requests,
+            s.gzip,
+            self._door_sequence if sequenced else None,
+            door.refusal if sequenced else None,
         )
 
     def _door_subscribed(self, channels: list[Channel]) -> None:
@@ -340,6 +345,14 @@ class App:
         except (ChannelLimitError, StoreFullError):
             return None
         return ch
+
+    def _door_sequence(
+        self, cid: str, text: bytes, store: bool, done: Callable[..., None]
+    ) -> None:
+        # A publish the door parsed (several workers): done(status,
+        # explain, counts) once the sequencer answers.
+        assert self.bus is not None
+        self.bus.publish([cid], text, None, None, store, done)
 
     def _on_ws_message(
         self, channels: list[Channel], text: bytes, is_text: bool

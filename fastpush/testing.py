@@ -727,9 +727,14 @@ def tags(times: list[bytes], start: tuple[bytes, int] = (b"", 0)) -> list[int]:
 
 class InProcessWorker:
     """One worker's App on its own uvloop loop in this process, listening
-    through the front door on a free loopback port ({port} in config)."""
+    through the front door on a free loopback port ({port} in config).
 
-    def __init__(self, config: str) -> None:
+    sequenced: as one of several workers, its publishes going through a
+    Sequencer on the same loop over a socketpair (the real bus, as
+    `fastpush serve --workers N` has it, with this one worker on it).
+    """
+
+    def __init__(self, config: str, sequenced: bool = False) -> None:
         import uvloop
 
         from fastpush.config import parse_config
@@ -741,11 +746,31 @@ class InProcessWorker:
         self.loop.set_exception_handler(lambda _l, ctx: self.errors.append(ctx))
         self.config = parse_config(config.replace("{port}", str(self.port)))
         self.app = App(self.config, self.loop)
+        if sequenced:
+            self.run(self._join_sequencer())
         self.app.start()
         self.socks = make_sockets(self.config)
         for s in self.socks:
             self.app.door.listen(s.fileno())
         self.clients: list[asyncio.StreamWriter] = []
+
+    async def _join_sequencer(self) -> None:
+        # What fastpush.server.serve does with its bus_fd, and the
+        # supervisor with the other end.
+        from fastpush.sequencer import Sequencer
+        from fastpush.worker import WorkerBus
+
+        self.sequencer = Sequencer(self.config.settings, self.loop)
+        ours, theirs = socket.socketpair()
+        await self.sequencer.add_worker(0, theirs)
+        _, link = await self.loop.connect_accepted_socket(
+            lambda: WorkerBus(self.app, lambda: None), ours
+        )
+        self.app.bus = link
+        self.app.registry.on_count = link.count
+        self.app.registry.on_event = link.event
+        await link.ready
+        link.hello()
 
     def run(self, coro):  # type: ignore[no-untyped-def]
         return self.loop.run_until_complete(coro)
@@ -785,6 +810,9 @@ class InProcessWorker:
         self.app.drain()
         self.run(asyncio.sleep(0.05))
         self.app.close()
+        if self.app.bus is not None and self.app.bus.transport is not None:
+            self.app.bus.transport.close()
+            self.run(asyncio.sleep(0))
         self.loop.close()
 
 

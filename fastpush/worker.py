@@ -65,7 +65,11 @@ class WorkerBus(asyncio.Protocol):
             self._write(bus.encode(bus.HELLO, os.getpid()))
 
     def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
+        try:
+            self.reader.feed(data)
+        finally:
+            # The door's publishers answered in this read go out together.
+            self.app.door.send_answers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -73,6 +77,7 @@ class WorkerBus(asyncio.Protocol):
         pending, self.pending = self.pending, {}
         for cb in pending.values():
             cb(503, SEQUENCER_GONE, {})
+        self.app.door.send_answers()
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("sequencer closed the bus"))
         self.lost()

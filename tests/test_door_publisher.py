@@ -4,7 +4,9 @@ same bytes.
 
 Two workers run in this process, one with the door's publisher routes and
 one without (every publisher connection handed to Python); each request is
-sent to both on a fresh connection and the answers are compared.
+sent to both on a fresh connection and the answers are compared. Each test
+runs twice: as the only worker, and as one of several, where every publish
+goes to a sequencer over the bus and is answered when it comes back.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ def _config(**settings: object) -> str:
 class Pair:
     """A worker whose door publishes, and one whose door hands it all on."""
 
-    def __init__(self, config: str) -> None:
-        self.fast = InProcessWorker(config)
-        self.slow = InProcessWorker(config)
+    def __init__(self, config: str, sequenced: bool = False) -> None:
+        self.fast = InProcessWorker(config, sequenced)
+        self.slow = InProcessWorker(config, sequenced)
         self.slow.app.door.set_publisher_routes([], 1000)
 
     def both_ways(self, *parts: bytes) -> tuple[bytes, bytes, int]:
@@ -83,9 +85,12 @@ def _same_moment(answer: bytes) -> bytes:
     return re.sub(rb'"(time|uptime)": [^,]*', b"", undated(answer))
 
 
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    p = Pair(_config())
+MODES = pytest.mark.parametrize("sequenced", [False, True], ids=["one", "sequenced"])
+
+
+@pytest.fixture(params=[False, True], ids=["one", "sequenced"])
+def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    p = Pair(_config(), request.param)
     yield p
     assert p.close() == []
 
@@ -206,12 +211,15 @@ def test_keepalive_requests_are_counted_across_the_hand_on(pair: Pair) -> None:
 
 def test_refusals_go_through_python(pair: Pair) -> None:
     # max_number_of_channels = 20, the events channel among them.
-    for w in (pair.fast, pair.slow):
-        for i in range(19):
-            w.app.registry.get_or_create(f"full{i}")
+    # Five a connection: keepalive_requests = 6.
+    for start in range(0, 19, 5):
+        fill = b"".join(post(f"/pub?id=full{i}") for i in range(start, min(start + 5, 19)))
+        for w in (pair.fast, pair.slow):
+            assert w.run(w.talk(fill)).count(b"HTTP/1.1 200 OK") == fill.count(b"POST")
     fast, slow, counted = pair.both_ways(post("/pub?id=one_more"))
     assert fast == slow
     assert b"403 Forbidden" in fast
+    # With several workers the door sends it on and answers the refusal.
     assert counted == 0
     # A channel that exists still publishes here.
     fast, slow, counted = pair.both_ways(post("/pub?id=full3"))
@@ -219,8 +227,9 @@ def test_refusals_go_through_python(pair: Pair) -> None:
     assert counted == 1
 
 
-def test_a_full_store_goes_through_python() -> None:
-    p = Pair(_config(shared_memory_size="1k"))
+@MODES
+def test_a_full_store_goes_through_python(sequenced: bool) -> None:
+    p = Pair(_config(shared_memory_size="1k"), sequenced)
     try:
         data = b"".join(post("/pub?id=a", b"x" * 300) for _ in range(4))
         fast, slow, _ = p.both_ways(data)
@@ -230,8 +239,9 @@ def test_a_full_store_goes_through_python() -> None:
         assert p.close() == []
 
 
-def test_published_messages_reach_subscribers_in_order() -> None:
-    p = Pair(_config(keepalive_requests=1000))
+@MODES
+def test_published_messages_reach_subscribers_in_order(sequenced: bool) -> None:
+    p = Pair(_config(keepalive_requests=1000), sequenced)
     try:
         _reach_in_order(p.fast)
     finally:
@@ -258,7 +268,8 @@ def _reach_in_order(w: InProcessWorker) -> None:
     assert w.app.door.published == 200
 
 
-def test_door_stamps_and_renders_as_the_python_path() -> None:
+@MODES
+def test_door_stamps_and_renders_as_the_python_path(sequenced: bool) -> None:
     # A template with message tokens (not ~time~ or ~tag~: the workers
     # publish a moment apart); the channel exists (its subscriber made it),
     # so the door stamps and queues in C.
@@ -266,7 +277,8 @@ def test_door_stamps_and_renders_as_the_python_path() -> None:
         _config(
             message_template="~id~|~channel~|~size~|~text~",
             keepalive_requests=1000,
-        )
+        ),
+        sequenced,
     )
     try:
         got = [_subscribe_and_publish(w, 30) for w in (p.fast, p.slow)]
@@ -300,11 +312,12 @@ def _subscribe_and_publish(w: InProcessWorker, n: int) -> tuple[bytes, bytes]:
     return w.run(go())
 
 
-def test_answers_the_kernel_refuses_are_written_by_python() -> None:
+@MODES
+def test_answers_the_kernel_refuses_are_written_by_python(sequenced: bool) -> None:
     # A client that sends many publishes and reads nothing: at some point
     # send() takes only part of the answers, and the connection goes to the
     # Python path with the rest, which must come out whole and in order.
-    p = Pair(_config(keepalive_requests=1000000))
+    p = Pair(_config(keepalive_requests=1000000), sequenced)
     try:
         w = p.fast
         n = 30000
@@ -332,6 +345,51 @@ def test_answers_the_kernel_refuses_are_written_by_python() -> None:
         one = undated(got[: got.index(b"\r\n\r\n") + 4])
         assert undated(got) == one * n
         assert w.app.registry.get("a").published_messages == n
+    finally:
+        assert p.close() == []
+
+
+def test_a_peer_that_stops_sending_gets_every_answer_then_the_close(
+    pair: Pair,
+) -> None:
+    # Requests, then the write side shut: each is answered (with several
+    # workers, after the sequencer's answer came back), then the door closes.
+    w = pair.fast
+    n = 5
+
+    async def go() -> bytes:
+        reader, writer = await w.connect()
+        writer.write(b"".join(post("/pub?id=eof", b"%d" % i) for i in range(n)))
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 2)
+
+    got = w.run(go())
+    assert got.count(b"HTTP/1.1 200 OK") == n
+    assert b'"published_messages": %d' % n in got
+    assert w.app.door.published == n
+
+
+def test_a_peer_gone_before_its_answers_loses_only_them() -> None:
+    # Several workers: the publishes went to the sequencer, then the peer
+    # went away. They are published all the same, and their answers meet a
+    # closed connection without an error.
+    p = Pair(_config(), sequenced=True)
+    w = p.fast
+    link = w.sequencer.links[0]
+
+    async def go() -> bytes:
+        reader, writer = await w.connect()
+        link.transport.pause_reading()  # the sequencer answers later
+        writer.write(b"".join(post("/pub?id=gone", b"%d" % i) for i in range(5)))
+        await asyncio.sleep(0.1)
+        writer.transport.abort()
+        await asyncio.sleep(0.1)
+        link.transport.resume_reading()
+        return await w.talk(post("/pub?id=gone", b"after"))
+
+    try:
+        got = w.run(go())
+        assert b'"published_messages": 6' in got
     finally:
         assert p.close() == []
 

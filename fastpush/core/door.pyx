@@ -136,6 +136,9 @@ cdef class Door:
         self.subscribed = subscribed
         self.date = date
         self.publish = publish
+        self.sequence = None
+        self.refuse = None
+        self.answering = []
         self.date_line = b""
         self.date_second = -1
         self.routes = []
@@ -177,7 +180,8 @@ cdef class Door:
         self.events_id = events_id or None
 
     def set_publisher_routes(self, list routes not None,
-                             Py_ssize_t keepalive_requests, bint gzip=False):
+                             Py_ssize_t keepalive_requests, bint gzip=False,
+                             object sequence=None, object refuse=None):
         """The publisher locations the door answers; [] for none.
 
         Call after set_routes() (the head limit and channel id checks are
@@ -185,14 +189,45 @@ cdef class Door:
         whether a response may be compressed (then a request that accepts
         gzip goes to Python). Connections already open go to the Python
         path at their next request.
+
+        With several workers a publish waits for the sequencer: then
+        sequence(channel_id, text, store, done) sends it there and
+        done(status, explain, {channel_id: subscribers}) is called with its
+        answer, in the order they were sent; refuse(status, explain) gives
+        the answer to a status other than 200. Call send_answers() after
+        the answers of a read from the sequencer came in.
         """
         for r in routes:
             if not isinstance(r, PubRoute):
                 raise TypeError("routes must be PubRoute objects")
+        if (sequence is None) != (refuse is None):
+            raise ValueError("sequence and refuse go together")
         self.pub_routes = list(routes)
         self.keepalive_requests = keepalive_requests
         self.gzip = gzip
+        self.sequence = sequence
+        self.refuse = refuse
         self.pub_gen += 1
+
+    def send_answers(self):
+        """Send the sequencer's answers that came in to their publishers:
+        once per read of the bus, so a pipelined batch goes back in one
+        send()."""
+        cdef Publisher p
+        if not self.answering:
+            return
+        todo, self.answering = self.answering, []
+        for p in todo:
+            p.queued = False
+            if self.publishers.get(p.fd) is not p:
+                continue  # closed or handed on while its answer came
+            try:
+                p._settle()
+            except Exception as exc:
+                self.loop.call_exception_handler({
+                    "message": "fastpush: front door answer failed",
+                    "exception": exc,
+                })
 
     def listen(self, int fd):
         """Accept on the non-blocking listening socket fd (the caller keeps it)."""

@@ -16,7 +16,14 @@
 # not take an answer at once, the connection goes to the Python path with
 # the bytes not yet handled and the answers not yet sent, and stays there.
 #
-# Only with one worker: with several, a publish waits for the sequencer.
+# With several workers a publish waits for the sequencer (fastpush.sequencer):
+# each request goes to it through door.sequence (one Python call that writes
+# the bus frame) and its answer is written when the sequencer's ACK comes
+# back. The bus keeps order, so the answers of a pipelined batch come back
+# in request order and go out together (Door.send_answers, once per read of
+# the bus). A request the door does not serve, or an answer the kernel will
+# not take at once, stops the reading; the connection goes to the Python
+# path when every request before it is answered.
 
 
 @cython.final
@@ -52,16 +59,6 @@ cdef class PubRoute:
 
     def __repr__(self):
         return f"<PubRoute {self.path!r} ?{self.arg.decode()}=>"
-
-
-# What _pub_parse found: the route, where the channel id and the body are.
-cdef struct PubReq:
-    Py_ssize_t route      # index in door.pub_routes
-    size_t id_start
-    size_t id_len
-    size_t body_start
-    size_t body_len
-    size_t end            # one past the request
 
 
 cdef enum:
@@ -179,6 +176,7 @@ cdef class Publisher:
 
     def __cinit__(self):
         self.buf = NULL
+        self.ans = NULL
 
     def __init__(self, Door door not None, int fd):
         self.door = door
@@ -188,9 +186,15 @@ cdef class Publisher:
         self.served = 0
         self.gen = door.pub_gen
         self.seen = <long>system.time(NULL)
+        self.waiting_routes = []
+        self.waiting_ids = []
+        self.head = 0
+        self.ans_len = 0
+        self.ans_cap = 0
 
     def __dealloc__(self):
         free(self.buf)
+        free(self.ans)
 
     cdef int feed(self, const char *data, size_t n) except -1:
         """Take bytes the door read already."""
@@ -201,8 +205,8 @@ cdef class Publisher:
 
     def _on_read(self):
         cdef ssize_t n
-        if self.door.publishers.get(self.fd) is not self:
-            return  # handed on or closed within this iteration
+        if self.door.publishers.get(self.fd) is not self or self.held:
+            return  # handed on, closed or held within this iteration
         rbuf_grow(&self.buf, &self.cap, self.len + DOOR_BUFFER_SIZE)
         n = system.recv(self.fd, self.buf + self.len, self.cap - self.len, 0)
         if n < 0:
@@ -217,6 +221,20 @@ cdef class Publisher:
         self.len += <size_t>n
         self.serve(False)
 
+    cdef int _next(self, size_t pos, PubReq *req) except -2:
+        """_pub_parse for the request at buf[pos:], or PUB_NOT_OURS where
+        the Python path must answer whatever it is."""
+        cdef Door door = self.door
+        cdef int r
+        if self.gen != door.pub_gen:
+            return PUB_NOT_OURS  # reconfigured: the Python path routes anew
+        r = _pub_parse(door, <const unsigned char *>self.buf + pos, self.len - pos, req)
+        if r == PUB_READY and self.served + 1 >= door.keepalive_requests:
+            # The last request a connection may make says Connection:
+            # close; the Python path writes that, counting from here.
+            return PUB_NOT_OURS
+        return r
+
     cdef int serve(self, bint eof) except -1:
         """Answer every whole request in the buffer."""
         cdef Door door = self.door
@@ -225,18 +243,14 @@ cdef class Publisher:
         cdef PubReq req
         cdef int r
         cdef object ch
+        if door.sequence is not None:
+            return self._serve_sequenced(eof)
         door.out_len = 0
         while pos < self.len:
-            if self.gen != door.pub_gen:
-                r = PUB_NOT_OURS  # reconfigured: the Python path routes anew
-            else:
-                r = _pub_parse(door, <const unsigned char *>self.buf + pos,
-                               self.len - pos, &req)
+            r = self._next(pos, &req)
             if r == PUB_MORE:
                 break
-            if r == PUB_NOT_OURS or self.served + 1 >= door.keepalive_requests:
-                # The last request a connection may make says Connection:
-                # close; the Python path writes that, counting from here.
+            if r == PUB_NOT_OURS:
                 return self._hand_on(pos)
             route = <PubRoute>PyList_GET_ITEM(door.pub_routes, req.route)
             try:
@@ -257,7 +271,9 @@ cdef class Publisher:
                 # Refused (a channel limit, a full store): the Python path
                 # makes the same request again and says why.
                 return self._hand_on(pos)
-            _pub_answer(door, route, <Channel>ch)
+            _pub_answer(door, route, (<Channel>ch).id,
+                        (<Channel>ch).published_messages, (<Channel>ch).store_len,
+                        _subscribers(<Channel>ch))
             self.served += 1
             door.published += 1
             pos += req.end
@@ -286,20 +302,123 @@ cdef class Publisher:
             self.close()
         return 0
 
+    cdef int _serve_sequenced(self, bint eof) except -1:
+        """serve() with several workers: send every whole request to the
+        sequencer; the answers come through _acked()."""
+        cdef Door door = self.door
+        cdef size_t pos = 0
+        cdef PubRoute route
+        cdef PubReq req
+        cdef int r
+        cdef str cid
+        cdef bytes text
+        while pos < self.len:
+            r = self._next(pos, &req)
+            if r == PUB_MORE:
+                break
+            if r == PUB_NOT_OURS:
+                self.handing = True
+                break
+            route = <PubRoute>PyList_GET_ITEM(door.pub_routes, req.route)
+            cid = PyUnicode_DecodeASCII(self.buf + pos + req.id_start, req.id_len, NULL)
+            text = PyBytes_FromStringAndSize(self.buf + pos + req.body_start, req.body_len)
+            self.waiting_routes.append(route)
+            self.waiting_ids.append(cid)
+            self.served += 1
+            pos += req.end
+            try:
+                door.sequence(cid, text, route.store, self._acked)
+            except Exception as exc:
+                door.loop.call_exception_handler({
+                    "message": "fastpush: front door publish failed",
+                    "exception": exc,
+                })
+                self.close()
+                return 0
+        if pos:
+            memmove(self.buf, self.buf + pos, self.len - pos)
+            self.len -= pos
+        if eof:
+            self.eof = True
+        if self.handing or self.eof:
+            self._hold()
+        return self._settle()
+
+    def _acked(self, int status, explain, dict counts):
+        """The sequencer's answer to the oldest request waiting (see
+        WorkerBus.publish); it is sent with the others of its read."""
+        cdef Door door = self.door
+        cdef PubRoute route = <PubRoute>self.waiting_routes[self.head]
+        cdef str cid = <str>self.waiting_ids[self.head]
+        cdef PyObject *p
+        cdef Channel ch
+        cdef object subscribers
+        cdef bytes refusal
+        self.head += 1
+        if self.head == len(self.waiting_ids):
+            self.waiting_routes.clear()
+            self.waiting_ids.clear()
+            self.head = 0
+        if door.publishers.get(self.fd) is not self:
+            return  # closed: the message went out all the same
+        door.out_len = 0
+        if status == 200:
+            # The stamped message reached this worker's replica before its
+            # ACK (one stream), so the channel's counts include it; the
+            # subscribers are every worker's, from the sequencer.
+            subscribers = counts.get(cid, 0)
+            p = PyDict_GetItem(door.channels, cid)
+            if p != NULL and type(<object>p) is Channel:
+                ch = <Channel>p
+                _pub_answer(door, route, cid, ch.published_messages, ch.store_len,
+                            subscribers)
+            else:
+                _pub_answer(door, route, cid, 0, 0, subscribers)  # deleted since
+            door.published += 1
+        else:
+            refusal = door.refuse(status, explain)
+            rbuf_grow(&door.out, &door.out_cap, <size_t>PyBytes_GET_SIZE(refusal))
+            _out_bytes(door, refusal)
+        rbuf_grow(&self.ans, &self.ans_cap, self.ans_len + door.out_len)
+        memcpy(self.ans + self.ans_len, door.out, door.out_len)
+        self.ans_len += door.out_len
+        door.out_len = 0
+        if not self.queued:
+            self.queued = True
+            door.answering.append(self)
+
+    cdef int _settle(self) except -1:
+        """Send the answers gathered; once nothing is waiting for the
+        sequencer, hand a held connection on or close it."""
+        cdef size_t done = _send_all(self.fd, self.ans, self.ans_len)
+        if done:
+            memmove(self.ans, self.ans + done, self.ans_len - done)
+            self.ans_len -= done
+        if self.ans_len:
+            # The kernel is full (or the peer gone): asyncio's transport
+            # buffers the rest and reads on once it is written.
+            self.handing = True
+            self._hold()
+        if self.head < len(self.waiting_ids):
+            return 0
+        if self.handing:
+            return self._hand_on(0)
+        if self.eof:
+            self.close()
+        return 0
+
+    cdef void _hold(self) noexcept:
+        """Stop reading requests until the ones sent are answered."""
+        if not self.held:
+            self.held = True
+            try:
+                self.door.loop.remove_reader(self.fd)
+            except Exception:
+                pass
+
     cdef size_t _send_out(self) noexcept:
         """Send the answers gathered in door.out; how many bytes went."""
-        cdef Door door = self.door
-        cdef size_t done = 0
-        cdef ssize_t sent
-        while done < door.out_len:
-            sent = system.send(self.fd, door.out + done, door.out_len - done,
-                               system.MSG_NOSIGNAL)
-            if sent <= 0:
-                if sent < 0 and system.errno == system.EINTR:
-                    continue
-                break
-            done += <size_t>sent
-        return done
+        return _send_all(self.fd, self.door.out, self.door.out_len)
 
     cdef int _hand_on(self, size_t pos, ssize_t sent=-1) except -1:
         """Give the connection to the Python path: the unread requests from
@@ -309,8 +428,12 @@ cdef class Publisher:
         cdef bytes unsent
         if sent < 0:
             sent = self._send_out()
-        unsent = PyBytes_FromStringAndSize(door.out + sent, door.out_len - sent)
+        # With several workers the answers are in self.ans (door.out is
+        # empty then); with one, in door.out.
+        unsent = (PyBytes_FromStringAndSize(door.out + sent, door.out_len - sent)
+                  + PyBytes_FromStringAndSize(self.ans, self.ans_len))
         door.out_len = 0
+        self.ans_len = 0
         data = PyBytes_FromStringAndSize(self.buf + pos, self.len - pos)
         self._forget()
         door.handed_on += 1
@@ -364,6 +487,20 @@ cdef object _pub_message(Door door, str cid, bytes text, bint store):
     return ch
 
 
+cdef size_t _send_all(int fd, const char *data, size_t n) noexcept:
+    """Send data[:n] as far as the kernel takes it now; how many bytes went."""
+    cdef size_t done = 0
+    cdef ssize_t sent
+    while done < n:
+        sent = system.send(fd, data + done, n - done, system.MSG_NOSIGNAL)
+        if sent <= 0:
+            if sent < 0 and system.errno == system.EINTR:
+                continue
+            break
+        done += <size_t>sent
+    return done
+
+
 cdef bint _wakes_waiters(dict pending):
     """Whether a channel with long-polling waiters has messages queued."""
     for ch in pending:
@@ -372,9 +509,18 @@ cdef bint _wakes_waiters(dict pending):
     return False
 
 
-cdef int _pub_answer(Door door, PubRoute route, Channel ch) except -1:
-    """Append the answer to a publish on ch to door.out, as the Python path
-    writes it: channel information (info.single, JSON) or an empty 200."""
+cdef inline long long _subscribers(Channel ch):
+    """Registry.subscribers(ch): the core's and the long-polling waiters."""
+    if ch.waiters:
+        return ch.nsubs + len(ch.waiters)
+    return ch.nsubs
+
+
+cdef int _pub_answer(Door door, PubRoute route, str cid, long long published,
+                     long long stored, long long subscribers) except -1:
+    """Append the answer to a publish on channel cid to door.out, as the
+    Python path writes it: channel information (info.single, JSON) or an
+    empty 200."""
     cdef char fields[3][24]
     cdef int sizes[3]
     cdef char digits[24]
@@ -383,14 +529,10 @@ cdef int _pub_answer(Door door, PubRoute route, Channel ch) except -1:
     cdef const char *id_ = NULL
     cdef bytes date = door._date()
     cdef bytes piece
-    cdef long long subscribers = ch.nsubs
     if route.info is not None:
-        # Registry.subscribers(ch): the core's and the long-polling waiters.
-        if ch.waiters:
-            subscribers += len(ch.waiters)
-        id_ = PyUnicode_AsUTF8AndSize(ch.id, &id_len)
-        sizes[0] = format_uint(fields[0], <unsigned long long>ch.published_messages, 10)
-        sizes[1] = format_uint(fields[1], <unsigned long long>ch.store_len, 10)
+        id_ = PyUnicode_AsUTF8AndSize(cid, &id_len)
+        sizes[0] = format_uint(fields[0], <unsigned long long>published, 10)
+        sizes[1] = format_uint(fields[1], <unsigned long long>stored, 10)
         sizes[2] = format_uint(fields[2], <unsigned long long>subscribers, 10)
         body_len = id_len + sizes[0] + sizes[1] + sizes[2]
         for piece in route.info:

@@ -82,13 +82,12 @@ def door_routes(app: App) -> list[DoorRoute]:
 def publisher_routes(app: App) -> list[PubRoute]:
     """The publisher locations the door answers, for app's configuration.
 
-    Only with one worker (with several, a publish waits for the sequencer),
-    and only a location that every `POST <path>?...` reaches and whose
+    Only a location that every `POST <path>?...` reaches and whose
     answer depends on nothing but the channel: a prefix location (the
     router must send its own path there), channels_path one `$arg_x`, no
     allow list and no CORS headers.
     """
-    if app.bus is not None or app.config.settings.keepalive_requests < 2:
+    if app.config.settings.keepalive_requests < 2:
         return []
     routes = []
     for loc in app.config.locations:
@@ -133,6 +132,12 @@ def _pub_route(loc: Location, path: str, arg: str) -> PubRoute:
         post,
         pieces,
     )
+
+
+def refusal(status: int, explain: str | None) -> bytes:
+    """The answer to a publish the sequencer refused (handle_publisher's
+    for a door location: keep-alive, no CORS headers)."""
+    return response.error(status, explain, keep_alive=True)
 
 
 # Stands for the Content-Length in the head a PubRoute is cut from.
