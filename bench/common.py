@@ -550,6 +550,18 @@ def loadgen_argv(mode: str, target: str, **opts: Any) -> list[str]:
     return argv + [target]
 
 
+def loadgen_wrap(argv: Sequence[str], pin: str = "", batch: bool = False) -> list[str]:
+    """argv run on the CPU list pin (taskset), and under SCHED_BATCH with
+    batch (chrt): then its wakeups never preempt a running server process.
+    With server and load generator on the same 2 cores, a delivery that
+    wakes a loadgen process may otherwise switch the CPU to another
+    runnable task mid-fan-out, a cost remote clients do not cause."""
+    pre = ["taskset", "-c", pin] if pin else []
+    if batch:
+        pre += ["chrt", "--batch", "0"]
+    return pre + list(argv)
+
+
 def run_loadgen(argv: Sequence[str], timeout: float) -> dict[str, Any]:
     """Run loadgen to the end and return its JSON result (raises on no result)."""
     r = subprocess.run(list(argv), capture_output=True, timeout=timeout)

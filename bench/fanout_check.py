@@ -194,8 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             A=args.per_ip,
             e=ready_mode != "head",
         )
-        if args.pin_loadgen:
-            sub_argv = ["taskset", "-c", args.pin_loadgen] + sub_argv
+        sub_argv = common.loadgen_wrap(sub_argv, args.pin_loadgen, args.loadgen_batch)
         t_sub = time.monotonic()
         subs = common.Subscribers(sub_argv)
         ready, failed, connect_s = subs.wait_ready(args.connect_timeout + 60)
@@ -223,8 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s=args.size or None,
             t=args.timeout,
         )
-        if args.pin_loadgen:
-            pub_argv = ["taskset", "-c", args.pin_loadgen] + pub_argv
+        pub_argv = common.loadgen_wrap(pub_argv, args.pin_loadgen, args.loadgen_batch)
         pub = common.run_loadgen(pub_argv, args.timeout + 60)
         done = subs.wait_done(args.timeout + 60)
         # measured while every subscriber is still connected: no close work counted
@@ -443,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--pin-server", default="", help="taskset CPU list for the server")
     ap.add_argument("--pin-loadgen", default="", help="taskset CPU list for loadgen")
+    ap.add_argument(
+        "--loadgen-batch", action="store_true", help="run loadgen under SCHED_BATCH"
+    )
     ap.add_argument(
         "--keep-dir", action="store_true", help="keep the server's temp dir"
     )

@@ -924,6 +924,7 @@ class RunCtx:
     keep_dir: bool = False
     pin_server: str = ""
     pin_loadgen: str = ""
+    loadgen_batch: bool = False  # loadgen under SCHED_BATCH
     loadgen_procs: int = 0  # 0: automatic
 
 
@@ -938,7 +939,7 @@ def _procs(ctx: RunCtx, n: int, p: dict[str, Any]) -> int:
 
 
 def _lg(ctx: RunCtx, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", ctx.pin_loadgen] + argv if ctx.pin_loadgen else argv
+    return common.loadgen_wrap(argv, ctx.pin_loadgen, ctx.loadgen_batch)
 
 
 def _tree_cpu(pid: int) -> float:
@@ -1405,6 +1406,8 @@ def run_million(ctx: RunCtx, target: Target, cell: Cell) -> dict[str, Any]:
         argv += ["--pin-server", ctx.pin_server]
     if ctx.pin_loadgen:
         argv += ["--pin-loadgen", ctx.pin_loadgen]
+    if ctx.loadgen_batch:
+        argv.append("--loadgen-batch")
     ctx.log(f"  {' '.join(argv[1:])}")
     r = subprocess.run(argv, capture_output=True, timeout=1800 + n / 1000)
     try:

@@ -294,7 +294,8 @@ def _machine_lines(meta: dict[str, Any]) -> list[str]:
         f"- profile: {meta['profile']}, {meta['repeat']} rounds per cell, targets "
         "alternated (the first target rotates every round)",
         f"- loadgen: `{meta['loadgen_cflags']}`; subscriber processes "
-        f"{meta['flags'].get('loadgen_procs') or 'auto (2, or one per 15k)'}",
+        f"{meta['flags'].get('loadgen_procs') or 'auto (2, or one per 15k)'}"
+        + ("; under SCHED_BATCH" if meta["flags"].get("loadgen_batch") else ""),
     ]
     for t in meta["targets"]:
         desc = {
@@ -652,6 +653,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pin-server", default="", help="taskset CPU list for servers")
     ap.add_argument("--pin-loadgen", default="", help="taskset CPU list for loadgen")
     ap.add_argument(
+        "--loadgen-batch",
+        action="store_true",
+        help="run loadgen under SCHED_BATCH, so its wakeups do not preempt the server",
+    )
+    ap.add_argument(
         "--out", default="", help="output dir (default bench/out/<date-time>)"
     )
     ap.add_argument("--baseline", default=BASELINE)
@@ -849,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_dir=args.keep_dir,
         pin_server=args.pin_server,
         pin_loadgen=args.pin_loadgen,
+        loadgen_batch=args.loadgen_batch,
         loadgen_procs=args.loadgen_procs,
     )
     summary: dict[str, Any] = {"meta": meta, "cells": {}}

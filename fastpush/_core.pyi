@@ -4,6 +4,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+# done(status, explain, {channel id: subscribers}): the sequencer's answer.
+Acked = Callable[[int, str | None, dict[str, int]], None]
+
 KIND_STREAM: int
 KIND_WEBSOCKET: int
 
@@ -230,8 +233,7 @@ class Door:
         routes: list[PubRoute],
         keepalive_requests: int,
         gzip: bool = False,
-        sequence: Callable[[str, bytes, bool, Callable[[int, str | None, dict[str, int]], None]], None]
-        | None = None,
+        sequence: Callable[[str, bytes, bool, Acked], None] | None = None,
         refuse: Callable[[int, str | None], bytes] | None = None,
     ) -> None: ...
     def send_answers(self) -> None: ...

@@ -213,7 +213,8 @@ def test_refusals_go_through_python(pair: Pair) -> None:
     # max_number_of_channels = 20, the events channel among them.
     # Five a connection: keepalive_requests = 6.
     for start in range(0, 19, 5):
-        fill = b"".join(post(f"/pub?id=full{i}") for i in range(start, min(start + 5, 19)))
+        ids = range(start, min(start + 5, 19))
+        fill = b"".join(post(f"/pub?id=full{i}") for i in ids)
         for w in (pair.fast, pair.slow):
             assert w.run(w.talk(fill)).count(b"HTTP/1.1 200 OK") == fill.count(b"POST")
     fast, slow, counted = pair.both_ways(post("/pub?id=one_more"))
