@@ -308,6 +308,7 @@ cdef class Publisher:
         size_t ans_cap
         bint queued             # in door.answering
         bint held               # not reading: it goes on or closes when answered
+        bint paused             # not reading until the sequencer catches up
         bint handing            # goes to the Python path once answered
         bint eof                # the peer is done sending
 
@@ -317,6 +318,7 @@ cdef class Publisher:
     cdef int _serve_sequenced(self, bint eof) except -1
     cdef int _settle(self) except -1
     cdef void _hold(self) noexcept
+    cdef void _pause(self) noexcept
     cdef size_t _send_out(self) noexcept
     cdef int _hand_on(self, size_t pos, ssize_t sent=*) except -1
     cdef void _forget(self) noexcept

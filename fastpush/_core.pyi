@@ -233,7 +233,7 @@ class Door:
         routes: list[PubRoute],
         keepalive_requests: int,
         gzip: bool = False,
-        sequence: Callable[[str, bytes, bool, Acked], None] | None = None,
+        sequence: Callable[[str, bytes, bool, Acked], bool] | None = None,
         refuse: Callable[[int, str | None], bytes] | None = None,
     ) -> None: ...
     def send_answers(self) -> None: ...

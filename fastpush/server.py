@@ -348,11 +348,19 @@ class App:
 
     def _door_sequence(
         self, cid: str, text: bytes, store: bool, done: Callable[..., None]
-    ) -> None:
+    ) -> bool:
         # A publish the door parsed (several workers): done(status,
-        # explain, counts) once the sequencer answers.
+        # explain, counts) once the sequencer answers. The channel is made
+        # here first, as the Python path does (push-stream creates it before
+        # it looks at the body); False hands a limit's refusal to the
+        # Python path, which makes the same call and answers 403.
         assert self.bus is not None
+        try:
+            self.registry.get_or_create(cid)
+        except ChannelLimitError:
+            return False
         self.bus.publish([cid], text, None, None, store, done)
+        return True
 
     def _on_ws_message(
         self, channels: list[Channel], text: bytes, is_text: bool

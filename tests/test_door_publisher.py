@@ -236,6 +236,13 @@ def test_a_full_store_goes_through_python(sequenced: bool) -> None:
         fast, slow, _ = p.both_ways(data)
         assert fast == slow
         assert b"500 Internal Server Error" in fast
+        # The refused publish still made its channel, as push-stream's does.
+        fast, slow, _ = p.both_ways(post("/pub?id=new", b"x" * 300))
+        assert fast == slow
+        assert b"500 Internal Server Error" in fast
+        fast, slow, _ = p.both_ways(b"GET /pub?id=new HTTP/1.1\r\n\r\n")
+        assert fast == slow
+        assert fast.startswith(b"HTTP/1.1 200 OK")
     finally:
         assert p.close() == []
 
@@ -391,6 +398,39 @@ def test_a_peer_gone_before_its_answers_loses_only_them() -> None:
     try:
         got = w.run(go())
         assert b'"published_messages": 6' in got
+    finally:
+        assert p.close() == []
+
+
+def test_a_fast_pipeliner_waits_for_the_sequencer_not_in_memory() -> None:
+    # Several workers, a sequencer that does not answer for a while: the
+    # door stops reading the connection at 1,024 publishes in flight (as
+    # the Python path does), goes on once they are answered, and every
+    # publish is answered, in order.
+    p = Pair(_config(keepalive_requests=1000000), sequenced=True)
+    w = p.fast
+    link = w.sequencer.links[0]
+    n = 3000
+
+    async def go() -> tuple[int, bytes]:
+        reader, writer = await w.connect()
+        link.transport.pause_reading()
+        writer.write(b"".join(post("/pub?id=flood", b"%d" % i) for i in range(n)))
+        await asyncio.sleep(0.3)
+        in_flight = len(w.app.bus.pending)
+        link.transport.resume_reading()
+        got = b""
+        while got.count(b"HTTP/1.1 200 OK") < n:
+            got += await asyncio.wait_for(reader.read(1 << 20), 5)
+        return in_flight, got
+
+    try:
+        in_flight, got = w.run(go())
+        assert in_flight == 1024
+        counts = [int(c) for c in re.findall(rb'"published_messages": (\d+)', got)]
+        assert counts == list(range(1, n + 1))
+        assert w.app.registry.get("flood").published_messages == n
+        assert w.app.door.published == n
     finally:
         assert p.close() == []
 

@@ -191,10 +191,11 @@ cdef class Door:
         path at their next request.
 
         With several workers a publish waits for the sequencer: then
-        sequence(channel_id, text, store, done) sends it there and
-        done(status, explain, {channel_id: subscribers}) is called with its
-        answer, in the order they were sent; refuse(status, explain) gives
-        the answer to a status other than 200. Call send_answers() after
+        sequence(channel_id, text, store, done) sends it there and returns
+        True, and done(status, explain, {channel_id: subscribers}) is
+        called with its answer, in the order they were sent; False (a limit
+        refuses the channel here) hands the request to the Python path.
+        refuse(status, explain) gives the answer to a status other than 200. Call send_answers() after
         the answers of a read from the sequencer came in.
         """
         for r in routes:

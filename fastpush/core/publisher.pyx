@@ -62,6 +62,14 @@ cdef class PubRoute:
 
 
 cdef enum:
+    # Publishes a connection may have waiting for the sequencer before the
+    # door stops reading it (as the Python path, HttpProtocol): a client
+    # pipelining faster than the sequencer answers is slowed down by TCP,
+    # not by our memory.
+    PUB_OWED_MAX = 1024
+
+
+cdef enum:
     PUB_NOT_OURS = -1     # hand the connection on
     PUB_MORE = 0          # incomplete: wait for more bytes
     PUB_READY = 1         # a whole request the door serves
@@ -205,8 +213,8 @@ cdef class Publisher:
 
     def _on_read(self):
         cdef ssize_t n
-        if self.door.publishers.get(self.fd) is not self or self.held:
-            return  # handed on, closed or held within this iteration
+        if self.door.publishers.get(self.fd) is not self or self.held or self.paused:
+            return  # handed on, closed or stopped within this iteration
         rbuf_grow(&self.buf, &self.cap, self.len + DOOR_BUFFER_SIZE)
         n = system.recv(self.fd, self.buf + self.len, self.cap - self.len, 0)
         if n < 0:
@@ -312,7 +320,11 @@ cdef class Publisher:
         cdef int r
         cdef str cid
         cdef bytes text
+        cdef object sent
         while pos < self.len:
+            if len(self.waiting_ids) - self.head >= PUB_OWED_MAX:
+                self._pause()  # _settle() goes on once they are answered
+                break
             r = self._next(pos, &req)
             if r == PUB_MORE:
                 break
@@ -322,12 +334,11 @@ cdef class Publisher:
             route = <PubRoute>PyList_GET_ITEM(door.pub_routes, req.route)
             cid = PyUnicode_DecodeASCII(self.buf + pos + req.id_start, req.id_len, NULL)
             text = PyBytes_FromStringAndSize(self.buf + pos + req.body_start, req.body_len)
+            # Waiting before the call: a bus that is gone answers at once.
             self.waiting_routes.append(route)
             self.waiting_ids.append(cid)
-            self.served += 1
-            pos += req.end
             try:
-                door.sequence(cid, text, route.store, self._acked)
+                sent = door.sequence(cid, text, route.store, self._acked)
             except Exception as exc:
                 door.loop.call_exception_handler({
                     "message": "fastpush: front door publish failed",
@@ -335,6 +346,15 @@ cdef class Publisher:
                 })
                 self.close()
                 return 0
+            if not sent:
+                # Refused here (a channel limit): the Python path makes the
+                # same request again and says why.
+                self.waiting_routes.pop()
+                self.waiting_ids.pop()
+                self.handing = True
+                break
+            self.served += 1
+            pos += req.end
         if pos:
             memmove(self.buf, self.buf + pos, self.len - pos)
             self.len -= pos
@@ -358,6 +378,11 @@ cdef class Publisher:
         if self.head == len(self.waiting_ids):
             self.waiting_routes.clear()
             self.waiting_ids.clear()
+            self.head = 0
+        elif self.head >= PUB_OWED_MAX:
+            # A client that keeps PUB_OWED_MAX in flight never empties them.
+            del self.waiting_routes[:self.head]
+            del self.waiting_ids[:self.head]
             self.head = 0
         if door.publishers.get(self.fd) is not self:
             return  # closed: the message went out all the same
@@ -403,9 +428,25 @@ cdef class Publisher:
             return 0
         if self.handing:
             return self._hand_on(0)
+        if self.paused:
+            # Caught up: the requests read meanwhile, then read on.
+            self.paused = False
+            if not self.held:
+                self.door.loop.add_reader(self.fd, self._on_read)
+            if self.len:
+                return self._serve_sequenced(self.eof)
         if self.eof:
             self.close()
         return 0
+
+    cdef void _pause(self) noexcept:
+        """Stop reading until the requests sent are answered, then go on."""
+        if not self.paused and not self.held:
+            try:
+                self.door.loop.remove_reader(self.fd)
+            except Exception:
+                pass
+        self.paused = True
 
     cdef void _hold(self) noexcept:
         """Stop reading requests until the ones sent are answered."""
