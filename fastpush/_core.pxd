@@ -208,6 +208,13 @@ cdef class Hub:
     cdef int _on_readable(self, Sub *sub) except -1
 
 
+# Bytes gathered to be sent together (the door publisher's answers).
+cdef struct OutBuf:
+    char *data
+    size_t len
+    size_t cap
+
+
 cdef class DoorRoute:
     cdef:
         readonly bytes prefix   # path up to the channel id: b"/sub/"
@@ -250,9 +257,7 @@ cdef class Door:
         Py_ssize_t keepalive_requests
         bint gzip               # responses may be compressed
         unsigned int pub_gen    # bumped when the routes change
-        char *out               # answers of one read, sent together
-        size_t out_len
-        size_t out_cap
+        OutBuf out              # answers of one read, sent together (one worker)
         readonly unsigned long long served      # subscribers attached here
         readonly unsigned long long handed_on   # connections given to Python
         readonly unsigned long long published   # publishes answered here
@@ -300,12 +305,9 @@ cdef class Publisher:
         long seen               # time() of its last read
         # With several workers (door.sequence): publishes the sequencer has
         # not answered yet, oldest first from `head`, and their answers.
-        list waiting_routes     # PubRoute of each
-        list waiting_ids        # channel id of each
+        list waiting            # (PubRoute, channel id) of each
         Py_ssize_t head
-        char *ans               # answers not sent yet, in request order
-        size_t ans_len
-        size_t ans_cap
+        OutBuf ans              # answers not sent yet, in request order
         bint queued             # in door.answering
         bint held               # not reading: it goes on or closes when answered
         bint paused             # not reading until the sequencer catches up

@@ -120,7 +120,7 @@ cdef class Door:
 
     def __cinit__(self):
         self.buf = NULL
-        self.out = NULL
+        self.out.data = NULL
 
     def __init__(self, Hub hub not None, dict channels not None, object adopt,
                  object flush, object subscribed, object date, object publish,
@@ -150,15 +150,15 @@ cdef class Door:
         self.pub_routes = []
         self.publishers = {}
         self.keepalive_requests = 0
-        self.out_len = 0
-        self.out_cap = 0
+        self.out.len = 0
+        self.out.cap = 0
         self.buf = <char *>malloc(DOOR_BUFFER_SIZE)
         if self.buf == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
         free(self.buf)
-        free(self.out)
+        free(self.out.data)
 
     def set_routes(self, list routes not None, Py_ssize_t header_limit,
                    Py_ssize_t max_id_length=-1, bytes wildcard_prefix=None,

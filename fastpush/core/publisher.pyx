@@ -184,7 +184,7 @@ cdef class Publisher:
 
     def __cinit__(self):
         self.buf = NULL
-        self.ans = NULL
+        self.ans.data = NULL
 
     def __init__(self, Door door not None, int fd):
         self.door = door
@@ -194,15 +194,14 @@ cdef class Publisher:
         self.served = 0
         self.gen = door.pub_gen
         self.seen = <long>system.time(NULL)
-        self.waiting_routes = []
-        self.waiting_ids = []
+        self.waiting = []
         self.head = 0
-        self.ans_len = 0
-        self.ans_cap = 0
+        self.ans.len = 0
+        self.ans.cap = 0
 
     def __dealloc__(self):
         free(self.buf)
-        free(self.ans)
+        free(self.ans.data)
 
     cdef int feed(self, const char *data, size_t n) except -1:
         """Take bytes the door read already."""
@@ -253,7 +252,7 @@ cdef class Publisher:
         cdef object ch
         if door.sequence is not None:
             return self._serve_sequenced(eof)
-        door.out_len = 0
+        door.out.len = 0
         while pos < self.len:
             r = self._next(pos, &req)
             if r == PUB_MORE:
@@ -279,7 +278,7 @@ cdef class Publisher:
                 # Refused (a channel limit, a full store): the Python path
                 # makes the same request again and says why.
                 return self._hand_on(pos)
-            _pub_answer(door, route, (<Channel>ch).id,
+            _pub_answer(door, &door.out, route, (<Channel>ch).id,
                         (<Channel>ch).published_messages, (<Channel>ch).store_len,
                         _subscribers(<Channel>ch))
             self.served += 1
@@ -304,7 +303,7 @@ cdef class Publisher:
                     "exception": exc,
                 })
         done = self._send_out()
-        if done < door.out_len:
+        if done < door.out.len:
             return self._hand_on(0, <ssize_t>done)
         if eof:
             self.close()
@@ -322,7 +321,7 @@ cdef class Publisher:
         cdef bytes text
         cdef object sent
         while pos < self.len:
-            if len(self.waiting_ids) - self.head >= PUB_OWED_MAX:
+            if len(self.waiting) - self.head >= PUB_OWED_MAX:
                 self._pause()  # _settle() goes on once they are answered
                 break
             r = self._next(pos, &req)
@@ -335,8 +334,7 @@ cdef class Publisher:
             cid = PyUnicode_DecodeASCII(self.buf + pos + req.id_start, req.id_len, NULL)
             text = PyBytes_FromStringAndSize(self.buf + pos + req.body_start, req.body_len)
             # Waiting before the call: a bus that is gone answers at once.
-            self.waiting_routes.append(route)
-            self.waiting_ids.append(cid)
+            self.waiting.append((route, cid))
             try:
                 sent = door.sequence(cid, text, route.store, self._acked)
             except Exception as exc:
@@ -349,8 +347,7 @@ cdef class Publisher:
             if not sent:
                 # Refused here (a channel limit): the Python path makes the
                 # same request again and says why.
-                self.waiting_routes.pop()
-                self.waiting_ids.pop()
+                self.waiting.pop()
                 self.handing = True
                 break
             self.served += 1
@@ -368,25 +365,23 @@ cdef class Publisher:
         """The sequencer's answer to the oldest request waiting (see
         WorkerBus.publish); it is sent with the others of its read."""
         cdef Door door = self.door
-        cdef PubRoute route = <PubRoute>self.waiting_routes[self.head]
-        cdef str cid = <str>self.waiting_ids[self.head]
+        cdef tuple waited = <tuple>self.waiting[self.head]
+        cdef PubRoute route = <PubRoute>waited[0]
+        cdef str cid = <str>waited[1]
         cdef PyObject *p
         cdef Channel ch
         cdef object subscribers
         cdef bytes refusal
         self.head += 1
-        if self.head == len(self.waiting_ids):
-            self.waiting_routes.clear()
-            self.waiting_ids.clear()
+        if self.head == len(self.waiting):
+            self.waiting.clear()
             self.head = 0
         elif self.head >= PUB_OWED_MAX:
-            # A client that keeps PUB_OWED_MAX in flight never empties them.
-            del self.waiting_routes[:self.head]
-            del self.waiting_ids[:self.head]
+            # A client that keeps PUB_OWED_MAX in flight never empties it.
+            del self.waiting[:self.head]
             self.head = 0
         if door.publishers.get(self.fd) is not self:
             return  # closed: the message went out all the same
-        door.out_len = 0
         if status == 200:
             # The stamped message reached this worker's replica before its
             # ACK (one stream), so the channel's counts include it; the
@@ -395,19 +390,16 @@ cdef class Publisher:
             p = PyDict_GetItem(door.channels, cid)
             if p != NULL and type(<object>p) is Channel:
                 ch = <Channel>p
-                _pub_answer(door, route, cid, ch.published_messages, ch.store_len,
-                            subscribers)
-            else:
-                _pub_answer(door, route, cid, 0, 0, subscribers)  # deleted since
+                _pub_answer(door, &self.ans, route, cid, ch.published_messages,
+                            ch.store_len, subscribers)
+            else:  # deleted since
+                _pub_answer(door, &self.ans, route, cid, 0, 0, subscribers)
             door.published += 1
         else:
             refusal = door.refuse(status, explain)
-            rbuf_grow(&door.out, &door.out_cap, <size_t>PyBytes_GET_SIZE(refusal))
-            _out_bytes(door, refusal)
-        rbuf_grow(&self.ans, &self.ans_cap, self.ans_len + door.out_len)
-        memcpy(self.ans + self.ans_len, door.out, door.out_len)
-        self.ans_len += door.out_len
-        door.out_len = 0
+            rbuf_grow(&self.ans.data, &self.ans.cap,
+                      self.ans.len + <size_t>PyBytes_GET_SIZE(refusal))
+            _out_bytes(&self.ans, refusal)
         if not self.queued:
             self.queued = True
             door.answering.append(self)
@@ -415,16 +407,16 @@ cdef class Publisher:
     cdef int _settle(self) except -1:
         """Send the answers gathered; once nothing is waiting for the
         sequencer, hand a held connection on or close it."""
-        cdef size_t done = _send_all(self.fd, self.ans, self.ans_len)
+        cdef size_t done = _send_all(self.fd, self.ans.data, self.ans.len)
         if done:
-            memmove(self.ans, self.ans + done, self.ans_len - done)
-            self.ans_len -= done
-        if self.ans_len:
+            memmove(self.ans.data, self.ans.data + done, self.ans.len - done)
+            self.ans.len -= done
+        if self.ans.len:
             # The kernel is full (or the peer gone): asyncio's transport
             # buffers the rest and reads on once it is written.
             self.handing = True
             self._hold()
-        if self.head < len(self.waiting_ids):
+        if self.head < len(self.waiting):
             return 0
         if self.handing:
             return self._hand_on(0)
@@ -459,7 +451,7 @@ cdef class Publisher:
 
     cdef size_t _send_out(self) noexcept:
         """Send the answers gathered in door.out; how many bytes went."""
-        return _send_all(self.fd, self.door.out, self.door.out_len)
+        return _send_all(self.fd, self.door.out.data, self.door.out.len)
 
     cdef int _hand_on(self, size_t pos, ssize_t sent=-1) except -1:
         """Give the connection to the Python path: the unread requests from
@@ -471,10 +463,10 @@ cdef class Publisher:
             sent = self._send_out()
         # With several workers the answers are in self.ans (door.out is
         # empty then); with one, in door.out.
-        unsent = (PyBytes_FromStringAndSize(door.out + sent, door.out_len - sent)
-                  + PyBytes_FromStringAndSize(self.ans, self.ans_len))
-        door.out_len = 0
-        self.ans_len = 0
+        unsent = (PyBytes_FromStringAndSize(door.out.data + sent, door.out.len - sent)
+                  + PyBytes_FromStringAndSize(self.ans.data, self.ans.len))
+        door.out.len = 0
+        self.ans.len = 0
         data = PyBytes_FromStringAndSize(self.buf + pos, self.len - pos)
         self._forget()
         door.handed_on += 1
@@ -557,9 +549,10 @@ cdef inline long long _subscribers(Channel ch):
     return ch.nsubs
 
 
-cdef int _pub_answer(Door door, PubRoute route, str cid, long long published,
-                     long long stored, long long subscribers) except -1:
-    """Append the answer to a publish on channel cid to door.out, as the
+cdef int _pub_answer(Door door, OutBuf *out, PubRoute route, str cid,
+                     long long published, long long stored,
+                     long long subscribers) except -1:
+    """Append the answer to a publish on channel cid to out, as the
     Python path writes it: channel information (info.single, JSON) or an
     empty 200."""
     cdef char fields[3][24]
@@ -579,28 +572,29 @@ cdef int _pub_answer(Door door, PubRoute route, str cid, long long published,
         for piece in route.info:
             body_len += PyBytes_GET_SIZE(piece)
     ndigits = format_uint(digits, <unsigned long long>body_len, 10)
-    rbuf_grow(&door.out, &door.out_cap, door.out_len + body_len + ndigits
+    rbuf_grow(&out.data, &out.cap, out.len + body_len + ndigits
               + PyBytes_GET_SIZE(route.head) + PyBytes_GET_SIZE(date)
               + PyBytes_GET_SIZE(route.mid) + PyBytes_GET_SIZE(route.post))
-    _out_bytes(door, route.head)
-    _out_bytes(door, date)
-    _out_bytes(door, route.mid)
-    _out(door, digits, ndigits)
-    _out_bytes(door, route.post)
+    _out_bytes(out, route.head)
+    _out_bytes(out, date)
+    _out_bytes(out, route.mid)
+    _out(out, digits, ndigits)
+    _out_bytes(out, route.post)
     if route.info is not None:
-        _out_bytes(door, route.info[0])
-        _out(door, id_, id_len)
+        _out_bytes(out, route.info[0])
+        _out(out, id_, id_len)
         for f in range(3):
-            _out_bytes(door, route.info[f + 1])
-            _out(door, fields[f], sizes[f])
-        _out_bytes(door, route.info[4])
+            _out_bytes(out, route.info[f + 1])
+            _out(out, fields[f], sizes[f])
+        _out_bytes(out, route.info[4])
     return 0
 
 
-cdef inline void _out(Door door, const char *p, Py_ssize_t n) noexcept:
-    memcpy(door.out + door.out_len, p, n)
-    door.out_len += <size_t>n
+cdef inline void _out(OutBuf *out, const char *p, Py_ssize_t n) noexcept:
+    """Append p[:n] to out, grown for it already."""
+    memcpy(out.data + out.len, p, n)
+    out.len += <size_t>n
 
 
-cdef inline void _out_bytes(Door door, bytes b) noexcept:
-    _out(door, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+cdef inline void _out_bytes(OutBuf *out, bytes b) noexcept:
+    _out(out, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
