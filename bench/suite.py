@@ -3,7 +3,8 @@
 
 One command runs every scenario against every target on this machine, in the
 same run, alternating the targets and repeating each cell (median of at least
-3), and reports ratios:
+3; the full profile runs the two targets a goal compares 5 times), and reports
+ratios:
 
   python bench/suite.py --quick      # a few minutes: 1k/10k subscribers
   python bench/suite.py              # the full set: 1k/10k/50k, every mode
@@ -291,8 +292,13 @@ def _machine_lines(meta: dict[str, Any]) -> list[str]:
         f"- open files per process: {m['nofile'][0]:,} (hard {m['nofile'][1]:,})",
         f"- load average at start / end: {meta['loadavg_start']} / "
         f"{meta.get('loadavg_end', '?')}",
-        f"- profile: {meta['profile']}, {meta['repeat']} rounds per cell, targets "
-        "alternated (the first target rotates every round)",
+        f"- profile: {meta['profile']}, {meta['repeat']} rounds per cell"
+        + (
+            f" ({meta['goal_rounds']} for the two targets a goal compares)"
+            if meta.get("goal_rounds", 0) > meta["repeat"]
+            else ""
+        )
+        + ", targets alternated (the first target rotates every round)",
         f"- loadgen: `{meta['loadgen_cflags']}`; subscriber processes "
         f"{meta['flags'].get('loadgen_procs') or 'auto (2, or one per 15k)'}"
         + ("; under SCHED_BATCH" if meta["flags"].get("loadgen_batch") else ""),
@@ -797,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "profile": prof.name,
         "repeat": args.repeat,
+        "goal_rounds": prof.goal_rounds,
         "flags": vars(args),
         "machine": common.machine_info(),
         "loadavg_start": loadavg(),
@@ -821,9 +828,12 @@ def main(argv: list[str] | None = None) -> int:
         if unavailable[t.name]:
             progress.line(f"suite: {t.label} skipped: {unavailable[t.name]}")
 
-    def rounds(c: Cell) -> int:
+    def rounds(c: Cell, target: str) -> int:
+        n = args.repeat
+        if target in c.params.get("goal_targets", ()):
+            n = max(n, c.params.get("goal_rounds", n))
         # the 1M cell takes minutes and is run once
-        return min(args.repeat, c.params.get("rounds", args.repeat))
+        return min(n, c.params.get("rounds", n))
 
     # plan: which targets run which cell; the reasons for the others
     plan: list[tuple[Cell, list[Target], dict[str, str]]] = []
@@ -842,12 +852,16 @@ def main(argv: list[str] | None = None) -> int:
                 run_t.append(t)
         plan.append((c, run_t, skip))
     pending = [
-        (c.id, t.name) for c, ts, _ in plan for _ in range(rounds(c)) for t in ts
+        (c.id, t.name)
+        for c, ts, _ in plan
+        for t in ts
+        for _ in range(rounds(c, t.name))
     ]
     progress.total = len(pending)
     progress.line(
         f"suite: {prof.name} profile, {len(cells)} cells, {progress.total} runs, "
-        f"{args.repeat} rounds; output {out_dir}"
+        f"{args.repeat} rounds ({max(args.repeat, prof.goal_rounds)} for a goal's "
+        f"pair); output {out_dir}"
     )
     ctx = scenarios.RunCtx(
         log=progress.line,
@@ -874,10 +888,12 @@ def main(argv: list[str] | None = None) -> int:
                         "skipped": why,
                     }
                 )
-            for rnd in range(rounds(cell)):
+            for rnd in range(max((rounds(cell, t.name) for t in run_t), default=0)):
                 # alternate: each round (and each cell) starts with another target
                 k = (rnd + ci) % max(len(run_t), 1)
                 for t in run_t[k:] + run_t[:k]:
+                    if rnd >= rounds(cell, t.name):
+                        continue  # its rounds are done; the goal's pair goes on
                     pre = progress.prefix(pending)
                     rec = run_one(ctx, t, cell, rnd, progress, pre)
                     pending.remove((cell.id, t.name))
