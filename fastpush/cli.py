@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+from types import ModuleType
 
 from fastpush import __version__
 
@@ -46,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     glue = sub.add_parser("glue", help="run the Thoonk job consumer and pipeline")
     argv = sys.argv[1:] if argv is None else argv
-    glue_mod = None
+    glue_mod: ModuleType | None = None
     if "glue" in argv:
         # Only then: the glue pulls in redis and the pipeline, megabytes a
         # server worker (one of up to dozens) has no use for.
-        from fastpush import glue as glue_mod
-
+        glue_mod = importlib.import_module("fastpush.glue")
         glue_mod.add_arguments(glue)
 
     args = parser.parse_args(argv)

@@ -212,6 +212,19 @@ def load_pipeline(
 class Stats:
     """Counters of one glue process (also logged, and exposed to tests)."""
 
+    # Declared for type checkers; __init__ zeroes every slot.
+    claimed: int
+    finished: int
+    published: int
+    publish_retries: int
+    publish_failed: int
+    bad_input: int
+    pipeline_error: int
+    gave_up: int
+    lost: int
+    reaped: int
+    redis_errors: int
+
     __slots__ = (
         "claimed",
         "finished",

@@ -123,6 +123,8 @@ class App:
             forbidden = response.error(403, None, keep_alive=req.keep_alive)
             conn.send(forbidden) if reply is None else reply(forbidden)
             return
+        # Config loading refuses a location without one.
+        assert loc.channels_path is not None
         # push-stream unescapes the channels path once more after nginx
         # evaluated it: $arg_x arrives raw, $1 from the decoded URI (so a
         # path is decoded twice, as there).
@@ -453,7 +455,7 @@ class App:
         if ch is not None:
             self.delete_channel(ch, text)
 
-    def apply_snapshot(self, channels: list[tuple]) -> None:  # type: ignore[type-arg]
+    def apply_snapshot(self, channels: list[tuple]) -> None:
         """The store as the sequencer has it, sent when this worker starts."""
         reg = self.registry
         for cid, last_id, published, stored in channels:

@@ -85,8 +85,8 @@ class Supervisor:
     # -- main loop -----------------------------------------------------------
 
     async def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            self.loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.loop.add_signal_handler(signum, self.signals.put_nowait, signum)
         try:
             for slot in self.slots:
                 slot.socks = make_sockets(self.config)

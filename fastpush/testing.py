@@ -772,7 +772,7 @@ class InProcessWorker:
         await link.ready
         link.hello()
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
+    def run(self, coro):
         return self.loop.run_until_complete(coro)
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

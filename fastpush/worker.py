@@ -25,7 +25,7 @@ SEQUENCER_GONE = "Sequencer unavailable, message not published."
 # no counter anyone reads is that fresh anyway.
 DELTAS_DELAY = 0.01
 
-Acked = Callable[[int, "str | None", dict], None]  # type: ignore[type-arg]
+Acked = Callable[[int, "str | None", dict], None]
 
 
 class WorkerBus(asyncio.Protocol):
@@ -107,7 +107,7 @@ class WorkerBus(asyncio.Protocol):
     def delete(self, channels: list[str], text: bytes, done: Acked) -> None:
         self._request((bus.DEL, channels, text), done)
 
-    def info(self, done: Callable[[dict, list, int], None]) -> None:  # type: ignore[type-arg]
+    def info(self, done: Callable[[dict, list, int], None]) -> None:
         def failed_or_info(*args: Any) -> None:
             if len(args) == 3 and isinstance(args[0], dict):
                 done(*args)

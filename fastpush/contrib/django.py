@@ -49,8 +49,11 @@ _producers: dict[tuple[str, str], SyncJobProducer] = {}
 
 def producer_for(queue: str | None = None, url: str | None = None) -> SyncJobProducer:
     """One producer per (queue, Redis URL) per process."""
-    queue = queue or getattr(settings, "FASTPUSH_QUEUE", "fastpush")
-    url = url or getattr(settings, "FASTPUSH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    # Not `queue or getattr(...)`: mypy types that `str | Any | None`.
+    if not queue:
+        queue = getattr(settings, "FASTPUSH_QUEUE", "fastpush")
+    if not url:
+        url = getattr(settings, "FASTPUSH_REDIS_URL", "redis://127.0.0.1:6379/0")
     key = (queue, url)
     producer = _producers.get(key)
     if producer is None:

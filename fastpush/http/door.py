@@ -91,7 +91,7 @@ def publisher_routes(app: App) -> list[PubRoute]:
         return []
     routes = []
     for loc in app.config.locations:
-        if loc.role != "publisher" or loc.path is None:
+        if loc.role != "publisher" or loc.path is None or loc.channels_path is None:
             continue
         m = _ONE_ARG.fullmatch(loc.channels_path)
         path = loc.path

@@ -210,12 +210,12 @@ _PLAIN = dict(
 
 # In push-stream's matching order.
 FORMATS: list[tuple[str, Format]] = [
-    ("plain", _fmt("text/plain", **_PLAIN)),  # type: ignore[arg-type]
-    ("json", _fmt("application/json", **_JSON)),  # type: ignore[arg-type]
-    ("yaml", _fmt("application/yaml", **_YAML)),  # type: ignore[arg-type]
-    ("xml", _fmt("application/xml", **_XML)),  # type: ignore[arg-type]
-    ("x-json", _fmt("text/x-json", **_JSON)),  # type: ignore[arg-type]
-    ("x-yaml", _fmt("text/x-yaml", **_YAML)),  # type: ignore[arg-type]
+    ("plain", _fmt("text/plain", **_PLAIN)),
+    ("json", _fmt("application/json", **_JSON)),
+    ("yaml", _fmt("application/yaml", **_YAML)),
+    ("xml", _fmt("application/xml", **_XML)),
+    ("x-json", _fmt("text/x-json", **_JSON)),
+    ("x-yaml", _fmt("text/x-yaml", **_YAML)),
 ]
 JSON = FORMATS[1][1]
 

@@ -185,7 +185,11 @@ def handle_statistics(
         if "*" in cid:
             # A prefix listing answers at once; later ids are ignored.
             prefix = cid.split("*", 1)[0]
-            answer(lambda view, p=prefix: info.group(view, reg.iter_prefix(p), fmt))
+
+            def by_prefix(view: info.View, p: str = prefix) -> bytes:
+                return info.group(view, reg.iter_prefix(p), fmt)
+
+            answer(by_prefix)
             return
         if cid == ALL_CHANNELS:
             answer(lambda view: info.group(view, reg.iter_all(), fmt))

@@ -359,6 +359,7 @@ def _poll(
     ttl = loc.longpolling_connection_ttl
     conn.defer()
     timer = None
+    waiting = True
 
     def done() -> None:
         nonlocal waiting
@@ -395,7 +396,6 @@ def _poll(
         else:
             conn.resume(answer.not_modified(now, 0), not keep)
 
-    waiting = True
     for ch in channels:
         if ch.waiters is None:
             ch.waiters = []

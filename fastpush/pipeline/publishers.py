@@ -189,16 +189,16 @@ class TeePublisher:
         outcomes = await asyncio.gather(*(p.publish(messages) for p in self.publishers))
         merged: PublishOutcome = []
         for i in range(len(messages)):
-            errors = [o[i] for o in outcomes if o[i] is not None]
+            errors = [e for e in (o[i] for o in outcomes) if e is not None]
             if not errors:
                 merged.append(None)
                 continue
-            channels = sorted({c for e in errors for c in e.channels if e is not None})
+            channels = sorted({c for e in errors for c in e.channels})
             merged.append(
                 PublishError(
-                    "; ".join(e.reason for e in errors if e is not None),
+                    "; ".join(e.reason for e in errors),
                     channels,
-                    retryable=all(e.retryable for e in errors if e is not None),
+                    retryable=all(e.retryable for e in errors),
                 )
             )
         return merged

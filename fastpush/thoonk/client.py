@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
@@ -16,6 +16,9 @@ from fastpush.thoonk.errors import FeedDoesNotExist, FeedExists, WrongFeedType
 if TYPE_CHECKING:
     from fastpush.thoonk.feed import Feed
     from fastpush.thoonk.job import JobQueue
+
+# Replies are bytes (connect() sets decode_responses=False); redis-py
+# annotates them ``bytes | str`` for either setting, hence the casts below.
 
 
 def connect(url: str = "redis://127.0.0.1:6379/0", **kwargs: Any) -> aioredis.Redis:
@@ -59,7 +62,8 @@ class Thoonk:
         return bool(await self.redis.sismember(keys.FEEDS, name))
 
     async def feed_names(self) -> set[str]:
-        return {n.decode() for n in await self.redis.smembers(keys.FEEDS)}
+        names = cast("set[bytes]", await self.redis.smembers(keys.FEEDS))
+        return {n.decode() for n in names}
 
     async def feed_type(self, name: str, wait: float = 1.0) -> str:
         """The ``type`` of a registered object.  Creation is two steps (SADD,
@@ -67,7 +71,9 @@ class Thoonk:
         ``wait`` seconds before it counts as missing (§3)."""
         deadline = asyncio.get_running_loop().time() + wait
         while True:
-            ftype = await self.redis.hget(f"feed.config:{name}", "type")
+            ftype = cast(
+                "bytes | None", await self.redis.hget(f"feed.config:{name}", "type")
+            )
             if ftype is not None:
                 return ftype.decode()
             if not await self.feed_exists(name):
@@ -101,7 +107,9 @@ class Thoonk:
         await self.redis.publish(keys.CONFFEED, notice)
 
     async def get_config(self, name: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(f"feed.config:{name}")
+        raw = cast(
+            "dict[bytes, bytes]", await self.redis.hgetall(f"feed.config:{name}")
+        )
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def _open(self, name: str, ftype: str, config: Mapping[str, Any]) -> None:

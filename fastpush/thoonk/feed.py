@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import WatchError
 
@@ -15,6 +15,9 @@ from fastpush.thoonk.keys import FeedKeys
 if TYPE_CHECKING:
     from fastpush.thoonk.client import Thoonk
     from fastpush.thoonk.job import Data
+
+# Replies are bytes (client.connect sets decode_responses=False); redis-py
+# annotates them ``bytes | str`` for either setting, hence the casts below.
 
 
 def _b(value: Data) -> bytes:
@@ -54,7 +57,11 @@ class Feed:
                 try:
                     await pipe.watch(k.ids)
                     limit = int(await pipe.hget(k.config, "max_length") or 0)
-                    old = await pipe.zrange(k.ids, 0, -limit) if limit > 0 else []
+                    old = (
+                        cast("list[bytes]", await pipe.zrange(k.ids, 0, -limit))
+                        if limit > 0
+                        else []
+                    )
                     pipe.multi()
                     for oid in old:
                         if oid != pid:
@@ -94,12 +101,12 @@ class Feed:
 
     async def get_ids(self) -> list[str]:
         """Ids, oldest first."""
-        ids = await self.redis.zrange(self.keys.ids, 0, -1)
+        ids = cast("list[bytes]", await self.redis.zrange(self.keys.ids, 0, -1))
         return [i.decode("utf-8", "surrogateescape") for i in ids]
 
     async def get_item(self, item_id: Data) -> bytes | None:
-        return await self.redis.hget(self.keys.items, _b(item_id))
+        return cast("bytes | None", await self.redis.hget(self.keys.items, _b(item_id)))
 
     async def get_all(self) -> dict[str, bytes]:
-        raw = await self.redis.hgetall(self.keys.items)
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys.items))
         return {k.decode("utf-8", "surrogateescape"): v for k, v in raw.items()}

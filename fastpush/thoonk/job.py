@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Union, cast
 
 from redis.exceptions import ResponseError
 
@@ -37,6 +37,9 @@ Data = Union[bytes, str]
 OK = 1
 NOT_CLAIMED = 0
 CLAIMED_BY_OTHER = -1
+
+# Replies are bytes (client.connect sets decode_responses=False); redis-py
+# annotates them ``bytes | str`` for either setting, hence the casts below.
 
 
 def _b(value: Data) -> bytes:
@@ -138,7 +141,10 @@ class JobQueue:
         """
         k = self.keys
         ids: list[str] = []
-        args: list[Data] = ["RPUSH" if priority else "LPUSH", int(time.time() * 1000)]
+        args: list[Data | int] = [
+            "RPUSH" if priority else "LPUSH",
+            int(time.time() * 1000),
+        ]
         for body in bodies:
             job_id = uuid.uuid4().hex
             ids.append(job_id)
@@ -179,8 +185,13 @@ class JobQueue:
         k = self.keys
         if self._blmove:
             try:
+                # The timeout is a double to Redis (6.0+); redis-py annotates int.
                 got = await self.redis.blmove(
-                    k.ids, k.ids, max(timeout, 0.01), "RIGHT", "RIGHT"
+                    k.ids,
+                    k.ids,
+                    max(timeout, 0.01),  # type: ignore[arg-type]
+                    "RIGHT",
+                    "RIGHT",
                 )
                 return got is not None
             except ResponseError as exc:
@@ -309,7 +320,8 @@ class JobQueue:
                     pipe.zrem(k.published, raw)
                     pipe.srem(k.stalled, raw)
                     pipe.zrem(k.claimed, raw)
-                    pipe.lrem(k.ids, 1, raw)
+                    # redis-py annotates the value str; bytes go out as they are.
+                    pipe.lrem(k.ids, 1, raw)  # type: ignore[arg-type]
                     await pipe.execute()
                     return True
                 except WatchError:
@@ -344,34 +356,37 @@ class JobQueue:
         """Every live job (queued, claimed or stalled), like thoonk.py."""
         return [
             i.decode("utf-8", "surrogateescape")
-            for i in await self.redis.hkeys(self.keys.items)
+            for i in cast("list[bytes]", await self.redis.hkeys(self.keys.items))
         ]
 
     async def queued(self) -> list[str]:
         return [
             i.decode("utf-8", "surrogateescape")
-            for i in await self.redis.lrange(self.keys.ids, 0, -1)
+            for i in cast("list[bytes]", await self.redis.lrange(self.keys.ids, 0, -1))
         ]
 
     async def claimed(self) -> dict[str, int]:
-        pairs = await self.redis.zrange(self.keys.claimed, 0, -1, withscores=True)
+        pairs = cast(
+            "list[tuple[bytes, float]]",
+            await self.redis.zrange(self.keys.claimed, 0, -1, withscores=True),
+        )
         return {i.decode("utf-8", "surrogateescape"): int(s) for i, s in pairs}
 
     async def stalled(self) -> set[str]:
         return {
             i.decode("utf-8", "surrogateescape")
-            for i in await self.redis.smembers(self.keys.stalled)
+            for i in cast("set[bytes]", await self.redis.smembers(self.keys.stalled))
         }
 
     async def failure_count(self, job_id: Data) -> int:
         return int(await self.redis.hget(self.keys.cancelled, _b(job_id)) or 0)
 
     async def item(self, job_id: Data) -> bytes | None:
-        return await self.redis.hget(self.keys.items, _b(job_id))
+        return cast("bytes | None", await self.redis.hget(self.keys.items, _b(job_id)))
 
     async def errors(self) -> dict[str, str]:
         """Last recorded error per job id (our ``fastpush.errors:<q>``)."""
-        raw = await self.redis.hgetall(self.keys.errors)
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys.errors))
         return {
             k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "replace")
             for k, v in raw.items()
@@ -379,7 +394,7 @@ class JobQueue:
 
     async def stats(self) -> dict[str, int]:
         """Failure counters kept in ``fastpush.stats:<q>``."""
-        raw = await self.redis.hgetall(self.keys.stats)
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys.stats))
         return {k.decode(): int(v) for k, v in raw.items()}
 
     async def counts(self) -> dict[str, int]:

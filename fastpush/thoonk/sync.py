@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -60,7 +60,11 @@ class SyncJobProducer:
             else:
                 # Another client may be between its SADD and its HSET (§3).
                 for _ in range(50):
-                    ftype = self.redis.hget(self.keys.config, "type")
+                    # bytes: the client does not decode replies (redis-py
+                    # annotates bytes | str for either setting).
+                    ftype = cast(
+                        "bytes | None", self.redis.hget(self.keys.config, "type")
+                    )
                     if ftype is not None:
                         break
                     time.sleep(0.02)
