@@ -319,8 +319,7 @@ cdef class Publisher:
     cdef int serve(self, bint eof) except -1
     cdef int _serve_sequenced(self, bint eof) except -1
     cdef int _settle(self) except -1
-    cdef void _hold(self) noexcept
-    cdef void _pause(self) noexcept
+    cdef void _stop_reading(self, bint hold) noexcept
     cdef size_t _send_out(self) noexcept
     cdef int _hand_on(self, size_t pos, ssize_t sent=*) except -1
     cdef void _forget(self) noexcept

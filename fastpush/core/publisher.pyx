@@ -322,7 +322,7 @@ cdef class Publisher:
         cdef object sent
         while pos < self.len:
             if len(self.waiting) - self.head >= PUB_OWED_MAX:
-                self._pause()  # _settle() goes on once they are answered
+                self._stop_reading(False)  # _settle() goes on once answered
                 break
             r = self._next(pos, &req)
             if r == PUB_MORE:
@@ -358,7 +358,7 @@ cdef class Publisher:
         if eof:
             self.eof = True
         if self.handing or self.eof:
-            self._hold()
+            self._stop_reading(True)
         return self._settle()
 
     def _acked(self, int status, explain, dict counts):
@@ -415,7 +415,7 @@ cdef class Publisher:
             # The kernel is full (or the peer gone): asyncio's transport
             # buffers the rest and reads on once it is written.
             self.handing = True
-            self._hold()
+            self._stop_reading(True)
         if self.head < len(self.waiting):
             return 0
         if self.handing:
@@ -431,23 +431,18 @@ cdef class Publisher:
             self.close()
         return 0
 
-    cdef void _pause(self) noexcept:
-        """Stop reading until the requests sent are answered, then go on."""
-        if not self.paused and not self.held:
+    cdef void _stop_reading(self, bint hold) noexcept:
+        """Stop reading requests until the ones sent are answered; then the
+        connection reads on (a pause) or is handed on or closed (hold)."""
+        if not (self.held or self.paused):
             try:
                 self.door.loop.remove_reader(self.fd)
             except Exception:
                 pass
-        self.paused = True
-
-    cdef void _hold(self) noexcept:
-        """Stop reading requests until the ones sent are answered."""
-        if not self.held:
+        if hold:
             self.held = True
-            try:
-                self.door.loop.remove_reader(self.fd)
-            except Exception:
-                pass
+        else:
+            self.paused = True
 
     cdef size_t _send_out(self) noexcept:
         """Send the answers gathered in door.out; how many bytes went."""
